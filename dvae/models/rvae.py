@@ -1,0 +1,58 @@
+"""RVAE: the recurrent VAE (Leglaive et al., 2020), causal and non-causal.
+
+Generative model:  p(z_t) = N(0, I) (or a standard Student-t) for every t,
+    causal:      p(x_{1:T}, z_{1:T}) = ∏_t p(x_t | z_{1:t}) p(z_t),    h_t = forward-RNN(z_{1:t})
+    non-causal:  p(x_{1:T}, z_{1:T}) = ∏_t p(x_t | z_{1:T}) p(z_t),    h_t = bidirectional-RNN(z_{1:T})
+Inference model:   q(z_t | ·) = N(z_t; μ_φ([g^x_t, g^z_t]), diag σ²_φ(·)),  g^z_t = forward-RNN(z_{1:t-1}),
+    causal:      q(z_{1:T} | x_{1:T}) = ∏_t q(z_t | z_{1:t-1}, x_{1:t}),  g^x_t = forward-RNN(x_{1:t})
+    non-causal:  q(z_{1:T} | x_{1:T}) = ∏_t q(z_t | z_{1:t-1}, x_{1:T}),  g^x_t = bidirectional-RNN(x_{1:T})
+
+The RNNs over x and the decoder's RNN over z run in one call; only g^z steps with z.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from .base import DVAE, DVAEOutput
+from .layers import GaussianHead, mlp, reparameterise, step
+
+
+class RVAE(DVAE):
+    def __init__(self, cfg: ModelConfig, causal: bool):
+        super().__init__(cfg)
+        D, Z, H, M = cfg.x_dim, cfg.z_dim, cfg.h_dim, cfg.dense_dim
+        directions = 1 if causal else 2
+        self.causal = causal
+        self.phi_x = mlp(D, M, dropout=cfg.dropout)
+        self.rnn_gx = nn.LSTM(M, H, batch_first=True, bidirectional=not causal)
+        self.rnn_gz = nn.LSTM(Z, H, batch_first=True)
+        self.encoder = nn.Sequential(mlp(directions * H + H, M, dropout=cfg.dropout), GaussianHead(M, Z))
+        self.rnn_dec = nn.LSTM(Z, H, batch_first=True, bidirectional=not causal)
+        self.decoder = mlp(directions * H, M, D, dropout=cfg.dropout)
+
+    def forward(self, x, feedback_prob=0.0):
+        eps = self.noise(x)
+        self.feedback_mask(x, feedback_prob)
+        gx = self.rnn_gx(self.phi_x(self.likelihood.features(x)))[0]
+        z_prev, state = eps.new_zeros(eps.shape[0], eps.shape[2]), None
+        zs, means, logvars = [], [], []
+        for t in range(x.shape[1]):
+            gz, state = step(self.rnn_gz, z_prev, state)
+            mean, logvar = self.encoder(torch.cat([gx[:, t], gz], -1))
+            z_prev = reparameterise(mean, logvar, eps[:, t])
+            zs.append(z_prev), means.append(mean), logvars.append(logvar)
+        z, q_mean, q_logvar = torch.stack(zs, 1), torch.stack(means, 1), torch.stack(logvars, 1)
+        return DVAEOutput(self.decode(x, z), self.prior.kl(q_mean, q_logvar, z), {"z": z})
+
+    def decode(self, x, z):
+        return self.decoder(self.rnn_dec(z)[0])
+
+    @torch.no_grad()
+    def generate(self, n_frames, batch=1, prime=None):
+        zeros = self.zeros(batch, n_frames, self.cfg.z_dim)
+        z = self.prior.sample(zeros, zeros)
+        if prime is not None:  # the decoder's RNN over z carries the context of the prime
+            z = torch.cat([self(prime).latents["z"], z], 1)
+        return self.likelihood.mean(self.decode(None, z))[:, -n_frames:]
