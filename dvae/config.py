@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
+MOTION_CORPORA = ("h36m", "mocap")
 MODEL_NAMES = ("vae", "dkf", "storn", "vrnn", "srnn", "rvae_causal", "rvae_noncausal", "dsae")
 
 
@@ -44,7 +45,7 @@ class ModelConfig(_Section):
     prior: Literal["gaussian", "student_t"] = "gaussian"
     student_df: float = field(default=5.0, metadata=_range(0.0, lo_open=True))
     learn_df: bool = False
-    likelihood: Literal["itakura_saito", "gaussian"] = "itakura_saito"
+    likelihood: Literal["auto", "itakura_saito", "gaussian"] = "auto"  # auto: itakura_saito on stft, else gaussian
     gaussian_variance: Literal["learned", "fixed"] = "learned"
     x_scale: float = field(default=1.0, metadata=_range(0.0, lo_open=True))  # gaussian: networks read x / x_scale
     dropout: float = field(default=0.0, metadata=_range(0.0, 0.9))
@@ -70,7 +71,7 @@ class TrainConfig(_Section):
     weight_decay: float = field(default=0.0, metadata=_range(0.0))
     grad_clip: float = field(default=5.0, metadata=_range(0.0))  # 0 disables clipping
     lr_schedule: Literal["constant", "step", "exponential", "cosine", "warmup_cosine", "plateau"] = "constant"
-    lr_step_epochs: int = field(default=30, metadata=_range(1))  # step: decay every N epochs
+    lr_step_epochs: int = field(default=30, metadata=_range(1))  # step: decay every N epochs; plateau: after N flat epochs
     lr_gamma: float = field(default=0.5, metadata=_range(0.0, 1.0, lo_open=True))  # step/exponential/plateau factor
     lr_warmup_epochs: int = field(default=5, metadata=_range(0))  # warmup_cosine
     lr_min: float = field(default=1e-5, metadata=_range(0.0))  # floor of cosine schedules
@@ -103,6 +104,20 @@ class Config:
                 setattr(self, name, section_from_dict(cls, section))
             elif not isinstance(section, cls):
                 raise ConfigError(f"section '{name}' must be a {cls.__name__} or a mapping")
+        if self.model.likelihood == "itakura_saito" and not self.power_spectra:
+            raise ConfigError("likelihood: itakura_saito models power spectrograms; "
+                              "with mel features or motion data choose gaussian (or auto)")
+
+    @property
+    def power_spectra(self) -> bool:
+        return self.data.features == "stft" and self.data.corpus not in MOTION_CORPORA
+
+    def for_data(self, feature_dim: int, feature_scale: float) -> "Config":
+        """The config with the model fitted to its data: input size, input scale, likelihood."""
+        likelihood = self.model.likelihood
+        if likelihood == "auto":
+            likelihood = "itakura_saito" if self.power_spectra else "gaussian"
+        return self.replace(x_dim=feature_dim, x_scale=feature_scale, likelihood=likelihood)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)

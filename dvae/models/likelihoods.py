@@ -63,4 +63,6 @@ class GaussianLikelihood(nn.Module):
 def build_likelihood(name: str, x_dim: int, learned_variance: bool = True, scale: float = 1.0) -> nn.Module:
     if name == "itakura_saito":
         return ItakuraSaito()
-    return GaussianLikelihood(x_dim, learned_variance, scale)
+    if name == "gaussian":
+        return GaussianLikelihood(x_dim, learned_variance, scale)
+    raise ValueError(f"likelihood '{name}' must be resolved to itakura_saito or gaussian (Config does it from the data)")
