@@ -51,13 +51,16 @@ def train_epoch(model: DVAE, windows, optimizer, cfg: Config, beta: float, ss_pr
     n = 0
     for x in batches(windows, cfg.train.batch_size, generator):
         loss = model.loss(x.to(device), kl_weight=beta, feedback_prob=ss_prob)
+        parts = {"loss": loss.total.item(), "recon": loss.recon.item(), "kl": loss.kl.item()}
+        if not math.isfinite(parts["loss"]):
+            return parts  # diverged: stop before the update spreads NaN into the weights
         optimizer.zero_grad(set_to_none=True)
         loss.total.backward()
         if cfg.train.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
         optimizer.step()
-        for key, value in (("loss", loss.total), ("recon", loss.recon), ("kl", loss.kl)):
-            sums[key] += value.item() * len(x)
+        for key, value in parts.items():
+            sums[key] += value * len(x)
         n += len(x)
     return {key: value / n for key, value in sums.items()}
 
@@ -132,6 +135,7 @@ def train(cfg: Config, run_dir: str | Path, *, corpus=None, on_epoch: OnEpoch | 
     optimizer = optimizer_cls(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     scheduler = lr_schedule(optimizer, cfg.train)
     loop = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": 0, "bad_epochs": 0, "stop_reason": None}
+    metrics: dict = {}
     best_model = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
     if resume_from is not None:
@@ -141,7 +145,7 @@ def train(cfg: Config, run_dir: str | Path, *, corpus=None, on_epoch: OnEpoch | 
         scheduler.load_state_dict(state["scheduler"])
         set_rng_states(state["rng"])
         loop.update(state["loop"])
-        best_model = state["best_model"]
+        best_model, metrics = state["best_model"], state["metrics"]
         log(f"resumed from {resume_from} after epoch {loop['epoch']}")
 
     train_windows, valid_windows = corpus.windows("train"), corpus.windows("valid")
@@ -149,7 +153,6 @@ def train(cfg: Config, run_dir: str | Path, *, corpus=None, on_epoch: OnEpoch | 
         raise ValueError(f"corpus '{cfg.data.corpus}' has no {cfg.data.seq_len}-frame windows in its "
                          f"{'train' if len(train_windows) == 0 else 'valid'} split")
     writer = SummaryWriter(str(run_dir / "tb"))
-    metrics: dict = {}
     try:
         while loop["stop_reason"] is None and loop["epoch"] < cfg.train.epochs:
             epoch = loop["epoch"]
@@ -179,12 +182,6 @@ def train(cfg: Config, run_dir: str | Path, *, corpus=None, on_epoch: OnEpoch | 
             if loop["stop_reason"] is None and loop["epoch"] >= cfg.train.epochs:
                 loop["stop_reason"] = "completed"
 
-            save_checkpoint({
-                "config": cfg.to_dict(), "model": model.state_dict(), "best_model": best_model,
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng": rng_states(), "loop": dict(loop),
-            }, ckpt_dir / "last.pt")
-
             metrics = {
                 "epoch": epoch + 1, **val, "train_loss": fit["loss"], "train_recon": fit["recon"],
                 "train_kl": fit["kl"], "kl_weight": beta, "ss_prob": ss, "lr": lr,
@@ -192,9 +189,17 @@ def train(cfg: Config, run_dir: str | Path, *, corpus=None, on_epoch: OnEpoch | 
                 "diverged": (loop["stop_reason"] or "").startswith("diverged"),
                 "stop_reason": loop["stop_reason"], "epoch_time_s": time.perf_counter() - started,
             }
+            save_checkpoint({
+                "config": cfg.to_dict(), "model": model.state_dict(), "best_model": best_model,
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "rng": rng_states(), "loop": dict(loop), "metrics": metrics,
+            }, ckpt_dir / "last.pt")
+
             write_scalars(writer, metrics)
             if cfg.train.media_every and (epoch + 1) % cfg.train.media_every == 0 and math.isfinite(val["val_loss"]):
-                write_media(writer, model, corpus, epoch + 1, device)
+                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                    torch.manual_seed(cfg.train.seed)  # leaves the training RNG stream as it was
+                    write_media(writer, model, corpus, epoch + 1, device)
             log(progress_line(metrics, cfg.train.epochs))
             if on_epoch is not None:
                 on_epoch(metrics, ckpt_dir)
@@ -234,7 +239,7 @@ def write_media(writer, model: DVAE, corpus, epoch: int, device, seconds: float 
 
     utterance = corpus.utterances("valid")[0]
     frames = int(seconds * corpus.frame_rate)
-    x = torch.from_numpy(np.asarray(utterance.features[:frames], dtype=np.float32))
+    x = torch.tensor(utterance.features[:frames], dtype=torch.float32)
     model.eval()
     recon = model.likelihood.mean(model(x[None].to(device)).x_out)[0].cpu()
     power = model.cfg.likelihood == "itakura_saito"
@@ -247,7 +252,7 @@ def write_media(writer, model: DVAE, corpus, epoch: int, device, seconds: float 
     plt.close(fig)
     writer.add_image("reconstruction", image, epoch, dataformats="HWC")
     if corpus.kind == "speech":
-        wave = torch.from_numpy(np.asarray(utterance.waveform, dtype=np.float32))
+        wave = torch.tensor(utterance.waveform, dtype=torch.float32)
         phase = corpus.extractor.stft(wave)[:frames] if power else None
         audio = corpus.extractor.resynthesise(recon, phase=phase)
         writer.add_audio("reconstruction", (audio / audio.abs().max().clamp_min(1e-8)).numpy(), epoch, sample_rate=16000)

@@ -1,0 +1,154 @@
+"""The trainer: schedules, best-weights copy, early stopping, resume, divergence, TensorBoard."""
+import math
+
+import pytest
+import torch
+
+from dvae import training
+from dvae.checkpoint import load_checkpoint
+from dvae.config import Config, TrainConfig
+from dvae.data import prepare_corpus
+from dvae.schedules import feedback_prob, kl_weight, lr_schedule
+
+TINY = dict(h_dim=16, z_dim=4, dense_dim=16, batch_size=32, seq_len=20, max_utterances=12, media_every=0)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    cfg = Config.from_dict(dict(TINY, cache_dir=str(tmp_path_factory.mktemp("cache"))))
+    return prepare_corpus(cfg.data, progress=False)
+
+
+def tiny(**overrides) -> Config:
+    return Config.from_dict(dict(TINY, **overrides))
+
+
+def test_staircase_is_the_reviews():
+    cfg = TrainConfig(kl_warmup="staircase", kl_warmup_epochs=50)
+    weights = [kl_weight(cfg, e) for e in range(70)]
+    assert weights[:10] == [0.0] * 10
+    assert [round(weights[e], 6) for e in (10, 19, 20, 30, 40, 49, 50, 69)] == [0.2, 0.2, 0.4, 0.6, 0.8, 0.8, 1.0, 1.0]
+
+
+def test_linear_cyclical_and_none_warmups():
+    linear = TrainConfig(kl_warmup="linear", kl_warmup_epochs=4)
+    assert [kl_weight(linear, e) for e in range(6)] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    cyclical = TrainConfig(kl_warmup="cyclical", kl_warmup_epochs=4)
+    assert [kl_weight(cyclical, e) for e in range(9)] == [0.0, 0.5, 1.0, 1.0, 0.0, 0.5, 1.0, 1.0, 0.0]
+    assert kl_weight(TrainConfig(kl_warmup="none"), 0) == 1.0
+    assert kl_weight(TrainConfig(kl_warmup="linear", kl_warmup_epochs=0), 0) == 1.0
+
+
+def test_scheduled_sampling_ramp():
+    cfg = TrainConfig(ss_epochs=4, ss_start_epoch=2, ss_max_prob=0.8)
+    assert [feedback_prob(cfg, e) for e in range(8)] == pytest.approx([0, 0, 0, 0.2, 0.4, 0.6, 0.8, 0.8])
+    assert feedback_prob(TrainConfig(), 10) == 0.0
+
+
+@pytest.mark.parametrize("kind, expected", [
+    ("constant", [1e-2] * 6),
+    ("step", [1e-2, 1e-2, 5e-3, 5e-3, 2.5e-3, 2.5e-3]),
+    ("exponential", [1e-2 * 0.5**e for e in range(6)]),
+])
+def test_lr_schedules(kind, expected):
+    cfg = TrainConfig(lr=1e-2, lr_schedule=kind, lr_step_epochs=2, lr_gamma=0.5, epochs=6)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+    sched, seen = lr_schedule(opt, cfg), []
+    for _ in range(6):
+        seen.append(opt.param_groups[0]["lr"])
+        sched.step()
+    assert seen == pytest.approx(expected)
+
+
+def test_cosine_schedules_ramp_and_reach_the_floor():
+    cfg = TrainConfig(lr=1e-2, lr_min=1e-4, lr_schedule="warmup_cosine", lr_warmup_epochs=3, epochs=10)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+    sched, seen = lr_schedule(opt, cfg), []
+    for _ in range(10):
+        seen.append(opt.param_groups[0]["lr"])
+        sched.step()
+    assert seen[0] < seen[1] < seen[2] < seen[3] == pytest.approx(1e-2)
+    assert all(a > b for a, b in zip(seen[3:], seen[4:]))
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-4)
+
+
+def scripted_validation(monkeypatch, losses):
+    """Makes `validate` return the given losses in turn, to steer best-epoch and stopping logic."""
+    it = iter(losses)
+
+    def fake(model, windows, cfg, device):
+        value = next(it)
+        return {"val_loss": value, "val_recon": value, "val_kl": 0.0}
+
+    monkeypatch.setattr(training, "validate", fake)
+
+
+def test_best_weights_are_a_copy_taken_at_the_best_epoch(corpus, tmp_path, monkeypatch):
+    scripted_validation(monkeypatch, [3.0, 1.0, 2.0, 2.5])
+    at_epoch = {}
+    summary = training.train(tiny(name="vrnn", epochs=4), tmp_path, corpus=corpus, log=lambda s: None,
+                             on_epoch=lambda m, d: at_epoch.__setitem__(m["epoch"], load_checkpoint(d / "last.pt")["model"]))
+    assert summary["best_epoch"] == 2 and summary["stop_reason"] == "completed"
+    best, last = load_checkpoint(tmp_path / "checkpoint/best.pt"), load_checkpoint(tmp_path / "checkpoint/last.pt")
+    for key, value in best["model"].items():
+        assert torch.equal(value, at_epoch[2][key])
+        assert torch.equal(last["best_model"][key], value)
+    assert any(not torch.equal(best["model"][k], last["model"][k]) for k in best["model"])
+
+
+def test_early_stopping_after_patience(corpus, tmp_path, monkeypatch):
+    scripted_validation(monkeypatch, [1.0, 2.0, 3.0, 0.5, 0.1])
+    summary = training.train(tiny(name="vae", epochs=5, patience=2), tmp_path, corpus=corpus, log=lambda s: None)
+    assert summary["stop_reason"] == "early_stopped" and summary["epochs_run"] == 3 and summary["best_epoch"] == 1
+
+
+@pytest.mark.parametrize("name", ["srnn", "dkf"])
+def test_resume_equals_an_uninterrupted_run(corpus, tmp_path, name):
+    cfg = tiny(name=name, epochs=4, dropout=0.1, lr_schedule="warmup_cosine", lr_warmup_epochs=2, media_every=2,
+               kl_warmup="linear", kl_warmup_epochs=3, ss_epochs=2 if name == "srnn" else 0)
+    whole = training.train(cfg, tmp_path / "whole", corpus=corpus, log=lambda s: None)
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_second_epoch(metrics, checkpoint_dir):
+        if metrics["epoch"] == 2:
+            raise Crash
+
+    with pytest.raises(Crash):
+        training.train(cfg, tmp_path / "cut", corpus=corpus, on_epoch=crash_after_second_epoch, log=lambda s: None)
+    resumed = training.train(cfg, tmp_path / "cut", corpus=corpus, resume_from=tmp_path / "cut/checkpoint/last.pt",
+                             log=lambda s: None)
+    assert resumed["final"]["val_loss"] == whole["final"]["val_loss"]
+    a = load_checkpoint(tmp_path / "whole/checkpoint/last.pt")
+    b = load_checkpoint(tmp_path / "cut/checkpoint/last.pt")
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert a["optimizer"]["state"][0]["step"] == b["optimizer"]["state"][0]["step"]
+
+
+def test_training_lowers_the_validation_loss_and_logs_to_tensorboard(corpus, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    history = []
+    training.train(tiny(name="srnn", epochs=3, media_every=1, lr=3e-3), tmp_path, corpus=corpus,
+                   on_epoch=lambda m, d: history.append(m["val_loss"]), log=lambda s: None)
+    assert history[-1] < history[0]
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0, "audio": 0}).Reload()
+    tags = events.Tags()
+    for name in ("val_loss", "val_recon", "val_kl", "train_loss", "kl_weight", "lr"):
+        assert name in tags["scalars"]
+        assert len(events.Scalars(name)) == 3
+    assert [e.value for e in events.Scalars("kl_weight")] == pytest.approx([kl_weight(TrainConfig(), e) for e in range(3)])
+    assert "reconstruction" in tags["images"] and "reconstruction" in tags["audio"]
+
+
+def test_divergence_stops_the_run_with_a_clear_reason(corpus, tmp_path):
+    # an absurd learning rate without clipping drives the Itakura-Saito log-variances to overflow
+    cfg = tiny(name="vae", epochs=20, lr=1e4, grad_clip=0.0, batch_size=8)
+    summary = training.train(cfg, tmp_path, corpus=corpus, log=lambda s: None)
+    assert summary["stop_reason"].startswith("diverged at epoch ")
+    assert summary["epochs_run"] < 20 and summary["final"]["diverged"]
+    best = load_checkpoint(tmp_path / "checkpoint/last.pt")["best_model"]
+    assert all(torch.isfinite(v).all() for v in best.values() if v.is_floating_point())
+    assert math.isfinite(summary["best_val_loss"]) or summary["best_epoch"] == 0
