@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import Config
 from .models import DVAE, build_model
 from .schedules import feedback_prob, kl_weight, lr_schedule
@@ -102,6 +102,19 @@ def set_rng_states(states: dict) -> None:
     random.setstate((3, tuple(states["python"]), None))
 
 
+def readable_checkpoint(path: Path, device, log) -> tuple[Path, dict]:
+    """The first readable of `path` (a last.pt, or a folder holding one) and the best.pt beside
+    it: a damaged last.pt costs the epochs since the best one, not the whole run."""
+    folder = path if path.is_dir() else path.parent
+    candidates = [folder / "last.pt", folder / "best.pt"] if path.is_dir() else [path, folder / "best.pt"]
+    for candidate in candidates:
+        try:
+            return candidate, load_checkpoint(candidate, map_location=device)
+        except CheckpointError as e:
+            log(f"skipping {e}")
+    raise CheckpointError(f"no readable checkpoint in {folder} (tried {', '.join(c.name for c in candidates)})")
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -113,7 +126,7 @@ def train(cfg: Config, run_dir: str | Path, *, corpus=None, on_epoch: OnEpoch | 
     """Trains `cfg` into `run_dir` (checkpoint/, tb/) and returns a summary.
 
     `corpus` is a prepared corpus (prepared from cfg.data when None); `resume_from` a
-    last.pt to continue from; `on_epoch(metrics, checkpoint_dir)` is called after every
+    last.pt (or the folder holding it) to continue from; `on_epoch(metrics, checkpoint_dir)` is called after every
     epoch's checkpoint is on disk.
     """
     from tensorboardX import SummaryWriter
@@ -139,7 +152,7 @@ def train(cfg: Config, run_dir: str | Path, *, corpus=None, on_epoch: OnEpoch | 
     best_model = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
     if resume_from is not None:
-        state = load_checkpoint(resume_from, map_location=device)
+        resume_from, state = readable_checkpoint(Path(resume_from), device, log)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -173,8 +186,6 @@ def train(cfg: Config, run_dir: str | Path, *, corpus=None, on_epoch: OnEpoch | 
             elif val["val_loss"] < loop["best_val_loss"]:
                 loop.update(best_val_loss=val["val_loss"], best_epoch=epoch + 1, bad_epochs=0)
                 best_model = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                save_checkpoint({"config": cfg.to_dict(), "model": best_model, "epoch": epoch + 1, **val},
-                                ckpt_dir / "best.pt")
             else:
                 loop["bad_epochs"] += 1
                 if cfg.train.patience and loop["bad_epochs"] >= cfg.train.patience:
@@ -189,12 +200,14 @@ def train(cfg: Config, run_dir: str | Path, *, corpus=None, on_epoch: OnEpoch | 
                 "diverged": (loop["stop_reason"] or "").startswith("diverged"),
                 "stop_reason": loop["stop_reason"], "epoch_time_s": time.perf_counter() - started,
             }
-            save_checkpoint({
+            state = {
                 "config": cfg.to_dict(), "model": model.state_dict(), "best_model": best_model,
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "rng": rng_states(), "loop": dict(loop), "metrics": metrics,
-            }, ckpt_dir / "last.pt")
-
+            }
+            save_checkpoint(state, ckpt_dir / "last.pt")
+            if loop["best_epoch"] == epoch + 1:
+                save_checkpoint(state, ckpt_dir / "best.pt")
             write_scalars(writer, metrics)
             if cfg.train.media_every and (epoch + 1) % cfg.train.media_every == 0 and math.isfinite(val["val_loss"]):
                 with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):

@@ -152,3 +152,21 @@ def test_divergence_stops_the_run_with_a_clear_reason(corpus, tmp_path):
     best = load_checkpoint(tmp_path / "checkpoint/last.pt")["best_model"]
     assert all(torch.isfinite(v).all() for v in best.values() if v.is_floating_point())
     assert math.isfinite(summary["best_val_loss"]) or summary["best_epoch"] == 0
+
+
+def test_a_truncated_last_checkpoint_falls_back_to_the_best_one(corpus, tmp_path):
+    cfg = tiny(name="vrnn", epochs=4, lr=3e-3)
+    whole = training.train(cfg, tmp_path / "whole", corpus=corpus, log=lambda s: None)
+
+    def crash_after_third_epoch(metrics, checkpoint_dir):
+        if metrics["epoch"] == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        training.train(cfg, tmp_path / "cut", corpus=corpus, on_epoch=crash_after_third_epoch, log=lambda s: None)
+    last = tmp_path / "cut/checkpoint/last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    lines = []
+    resumed = training.train(cfg, tmp_path / "cut", corpus=corpus, resume_from=last.parent, log=lines.append)
+    assert lines[0].startswith("skipping cannot read checkpoint") and "best.pt" in lines[1]
+    assert resumed["final"]["val_loss"] == whole["final"]["val_loss"]
