@@ -44,7 +44,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated, corrupt, or holding objects we refuse to unpickle
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {reason[:200]}") from None
     if not isinstance(state, dict) or "config" not in state or "model" not in state:
         raise CheckpointError(f"{path} is not a dvae-tune checkpoint (no config or model inside)")
     return state

@@ -159,6 +159,8 @@ def train(cfg: Config, run_dir: str | Path, *, corpus=None, on_epoch: OnEpoch | 
         set_rng_states(state["rng"])
         loop.update(state["loop"])
         best_model, metrics = state["best_model"], state["metrics"]
+        if loop["stop_reason"] == "completed" and loop["epoch"] < cfg.train.epochs:
+            loop["stop_reason"] = None  # more epochs asked for: train on
         log(f"resumed from {resume_from} after epoch {loop['epoch']}")
 
     train_windows, valid_windows = corpus.windows("train"), corpus.windows("valid")

@@ -1,0 +1,223 @@
+"""The command line: ``python -m dvae {train,evaluate,generate} ...``.
+
+`train` has one option per Config field (``--z-dim 32``, ``--prior student_t``),
+generated from the Config itself so that a new field is on the command line at once;
+values go in as strings and `Config.replace` converts and checks them. A bad value, a
+missing corpus or an unreadable checkpoint ends the command with one error line on
+stderr and exit status 2 before any work starts.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import io
+import json
+import re
+import sys
+import time
+import tokenize
+import typing
+from pathlib import Path
+
+from . import config
+from .checkpoint import CheckpointError
+from .config import Config, ConfigError, all_fields, allowed_values
+from .data import DataError
+from .data.corpora import SPLITS
+from .evaluation import check_data_root, evaluate_checkpoint, format_table
+from .generation import generate_from_checkpoint
+from .training import train
+
+# What each field is, where its comment in config.py (also shown) does not say it alone.
+FIELD_HELP = {
+    "name": "the DVAE to train",
+    "x_dim": "features per frame (the trainer sets it from the data)",
+    "z_dim": "latent size per frame",
+    "prior": "family of the latent prior p(z_t | ·)",
+    "student_df": "degrees of freedom of the Student-t prior",
+    "learn_df": "learn the Student-t degrees of freedom",
+    "likelihood": "observation model p(x_t | ·)",
+    "gaussian_variance": "gaussian likelihood: a learned per-feature variance, or fixed at 1",
+    "x_scale": "input scale",
+    "dropout": "dropout rate of the MLPs",
+    "corpus": "the data set",
+    "data_root": "where the corpus lives",
+    "features": "speech features: STFT power spectrogram or log-mel",
+    "n_mels": "mel bands (features=mel)",
+    "seq_len": "training window length in frames",
+    "max_utterances": "use at most N utterances",
+    "cache_dir": "where prepared features are kept",
+    "epochs": "most epochs to train",
+    "batch_size": "windows per batch",
+    "optimizer": "the optimiser",
+    "lr": "learning rate",
+    "weight_decay": "weight decay (L2 for adam, decoupled for adamw)",
+    "grad_clip": "largest gradient norm",
+    "lr_schedule": "learning-rate schedule",
+    "lr_warmup_epochs": "epochs of linear learning-rate warm-up",
+    "kl_warmup": "schedule of the KL weight",
+    "ss_start_epoch": "scheduled sampling: epoch at which the ramp starts",
+    "ss_max_prob": "scheduled sampling: feedback probability at the end of the ramp",
+    "seed": "random seed",
+    "device": "where to train",
+}
+# Extra spellings: `--model vrnn` reads better than `--name vrnn`.
+ALIASES = {"name": ["--model"]}
+ERRORS = (ConfigError, CheckpointError, DataError)
+
+
+class Parser(argparse.ArgumentParser):
+    """Reports a usage error as one line, like every other error of this command line."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def field_comments() -> dict[str, str]:
+    """The comment that ends each field's line in config.py: what the field means, in the one
+    place where it is defined."""
+    source = inspect.getsource(config)
+    comments = {tok.start[0]: tok.string.lstrip("# ").strip()
+                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
+    fields = all_fields()
+    found = {}
+    for number, line in enumerate(source.splitlines(), start=1):
+        match = re.match(r"\s+(\w+)\s*:", line)
+        if match and match[1] in fields and number in comments:
+            found[match[1]] = comments[number]
+    return found
+
+
+def field_help() -> dict[str, str]:
+    """Help text of every Config field: FIELD_HELP and its comment in config.py."""
+    comments = field_comments()
+    return {name: "; ".join(filter(None, (FIELD_HELP.get(name), comments.get(name)))) or name.replace("_", " ")
+            for name in all_fields()}
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="python -m dvae", description="Train, evaluate and sample Dynamical VAEs.",
+                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,generate}")
+    for name, (summary, description, add_options) in {
+        "train": ("train one model", "Train one model; every Config field is an option.", add_train_options),
+        "evaluate": ("score a checkpoint on a split", "Score a checkpoint on whole utterances; writes "
+                     "eval_<split>[_gm].json next to it.", add_evaluate_options),
+        "generate": ("sample from a checkpoint", "Generate speech (wav + spectrogram PNG) or motion "
+                     "(npy + trajectory PNG) from a checkpoint.", add_generate_options),
+    }.items():
+        add_options(commands.add_parser(name, help=summary, description=description,
+                                        formatter_class=argparse.ArgumentDefaultsHelpFormatter))
+    return parser
+
+
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    helps = field_help()
+    for name, f in all_fields().items():
+        choices = allowed_values(name)
+        if typing.get_type_hints(config.SECTIONS[config.section_of(name)])[name] is bool:
+            choices = ("true", "false")  # what the help shows; Config also takes yes/no/1/0
+        # Choices go in the help, not the usage line, which would otherwise run to a page.
+        help_text = helps[name] + (f"; one of: {', '.join(map(str, choices))}" if choices else "")
+        parser.add_argument(f"--{name.replace('_', '-')}", *ALIASES.get(name, []), dest=name, default=f.default,
+                            choices=allowed_values(name), metavar=name.upper(), help=help_text)
+    parser.add_argument("--run-dir", type=Path, default=None,
+                        help="where checkpoints and logs go; None: runs/<model>-<timestamp>")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from RUN_DIR/checkpoint/last.pt if it exists (needs --run-dir)")
+
+
+def add_evaluate_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, help="a best.pt or last.pt")
+    parser.add_argument("--split", default="test", choices=SPLITS, help="which split to score")
+    parser.add_argument("--generation-mode", action="store_true",
+                        help="the decoder reads its own previous output (storn, vrnn, srnn only)")
+    add_data_options(parser)
+    parser.add_argument("--write-wavs", action="store_true",
+                        help="write each reconstruction as a wav in a folder beside the checkpoint")
+    parser.add_argument("--max-utterances", type=bounded(int, 1), default=None,
+                        help="score only the split's first N utterances")
+
+
+def add_generate_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, help="a best.pt or last.pt")
+    parser.add_argument("--prime", type=bounded(float, 0), default=0.0,
+                        help="seconds of a real utterance to start from; 0: cold start from the prior")
+    parser.add_argument("--seconds", type=bounded(float, 0, strict=True), default=3.0, help="seconds to generate")
+    parser.add_argument("--n", type=bounded(int, 1), default=2, help="how many sequences")
+    parser.add_argument("--out", type=Path, default=None, help="output folder; None: generated/ beside the checkpoint")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--split", default="test", choices=SPLITS, help="where primes come from")
+    add_data_options(parser)
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--corpus", default=None, choices=allowed_values("corpus"),
+                        help="another corpus with the checkpoint's features; None: the checkpoint's own")
+    parser.add_argument("--data-root", default=None, help="where that corpus lives; None: its default location")
+
+
+def bounded(kind: type, low: float, strict: bool = False):
+    """An argparse type: a `kind` (int or float) of at least `low`, or above it when `strict`."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if not (value > low if strict else value >= low):  # also refuses nan
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low}, got {text}")
+        return value
+    return parse
+
+
+def run_train(args) -> None:
+    cfg = Config().replace(**{name: getattr(args, name) for name in all_fields()})
+    check_data_root(cfg.data)
+    if args.resume and args.run_dir is None:
+        raise ConfigError("--resume needs the --run-dir of the run to continue")
+    run_dir = args.run_dir or Path("runs") / f"{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    last = run_dir / "checkpoint" / "last.pt"
+    resume_from = last if args.resume and last.is_file() else None
+    if args.resume and resume_from is None:
+        print(f"nothing to resume in {run_dir}: starting afresh", file=sys.stderr)
+    summary = train(cfg, run_dir, resume_from=resume_from)
+    print(json.dumps(summary, indent=1, default=str))
+
+
+def run_evaluate(args) -> None:
+    result = evaluate_checkpoint(args.checkpoint, split=args.split, data=data_overrides(args),
+                                 generation_mode=args.generation_mode, write_wavs=args.write_wavs,
+                                 max_utterances=args.max_utterances, progress=True)
+    print(format_table(result))
+    print(f"written to {result['json']}")
+
+
+def run_generate(args) -> None:
+    written = generate_from_checkpoint(args.checkpoint, out_dir=args.out, seconds=args.seconds, n=args.n,
+                                       prime_seconds=args.prime, seed=args.seed, split=args.split,
+                                       data=data_overrides(args), log=lambda line: print(line, file=sys.stderr))
+    print("\n".join(map(str, written)))
+
+
+def data_overrides(args) -> dict:
+    return {key: value for key, value in (("corpus", args.corpus), ("data_root", args.data_root)) if value is not None}
+
+
+COMMANDS = {"train": run_train, "evaluate": run_evaluate, "generate": run_generate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except ERRORS as error:
+        message = " ".join(str(error).split())  # one line, whatever the message holds
+        print(f"{parser.prog} {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

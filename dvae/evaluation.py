@@ -1,0 +1,201 @@
+"""Test-set evaluation: whole utterances through a model, scored against the clean signal.
+
+Each utterance goes through the model whole (batch of one, no windowing), with the
+posterior's latents drawn from a fixed seed. Speech reconstructions are turned back into
+waveforms (with the clean utterance's STFT phase for power-spectrogram features, by
+Griffin-Lim for mel features, as a mel vocoder would have to) and scored with SI-SDR,
+PESQ wideband and narrowband and ESTOI; motion reconstructions with MPJPE and RMSE in mm.
+
+Generation mode (the -GM rows of the DVAE review) feeds the decoder its own previous
+output instead of the data: only models whose generative recursion reads x_{t-1} have it.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import soundfile as sf
+import torch
+from tqdm import tqdm
+
+from . import metrics
+from .checkpoint import load_model
+from .config import MOTION_CORPORA, Config, ConfigError, DataConfig
+from .data import DataError, prepare_corpus
+from .data.audio import SAMPLE_RATE
+from .data.corpora import SPLITS
+from .models import DVAE
+
+WAV_PEAK = 0.9  # written wavs are scaled to this peak: loud, never clipped
+SPEECH_METRICS = {"si_sdr": metrics.si_sdr, "pesq_wb": metrics.pesq_wb, "pesq_nb": metrics.pesq_nb,
+                  "estoi": metrics.estoi}
+MOTION_METRICS = {"mpjpe": metrics.mpjpe, "rmse": metrics.rmse}
+METRIC_LABELS = {"si_sdr": "SI-SDR (dB)", "pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB", "estoi": "ESTOI",
+                 "mpjpe": "MPJPE (mm)", "rmse": "RMSE (mm)"}
+# Data settings a checkpoint fixes: other values would give features the model never saw.
+FEATURE_FIELDS = ("features", "n_mels")
+
+
+def evaluate(model: DVAE, corpus, split: str = "test", generation_mode: bool = False,
+             out_dir: Optional[str | Path] = None, write_wavs: bool = False,
+             max_utterances: Optional[int] = None, seed: int = 0, progress: bool = False) -> dict:
+    """Scores `model` on the whole utterances (the first `max_utterances`, if given) of
+    `corpus`'s `split`, its latents drawn from `seed`, with a progress bar if `progress`.
+
+    Returns {"settings", "n", "metrics": {name: {"mean", "ci95", "n"}}, "utterances": [...],
+    "seconds"}: per metric the mean over utterances and the half-width of its 95% interval,
+    from the `n` utterances where the metric could be computed; per utterance its name,
+    frames and every metric. Values that could not be computed are None, so the result is
+    plain JSON. With `write_wavs`, each speech reconstruction goes to `out_dir`/<name>.wav.
+    """
+    check_generation_mode(model, generation_mode)
+    if model.cfg.x_dim != corpus.feature_dim:
+        raise ConfigError(f"the model reads {model.cfg.x_dim} features a frame but the corpus has "
+                          f"{corpus.feature_dim}")
+    if write_wavs and out_dir is None:
+        raise ValueError("write_wavs needs an out_dir")
+    speech = corpus.kind == "speech"
+    with_phase = speech and corpus.extractor.kind == "stft"
+    utterances = corpus.utterances(split)[:max_utterances]
+    device = next(model.parameters()).device
+    started = time.perf_counter()
+
+    rows = []
+    model.eval()
+    with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for utterance in tqdm(utterances, desc=f"evaluating {split}", unit="utt", disable=not progress):
+            x = torch.from_numpy(np.array(utterance.features, dtype=np.float32))
+            out = model(x[None].to(device), feedback_prob=1.0 if generation_mode else 0.0)
+            estimate = model.likelihood.mean(out.x_out)[0].cpu()
+            row = {"name": utterance.name, "frames": len(x)}
+            if speech:
+                clean = np.array(utterance.waveform, dtype=np.float32)  # a writable copy of the cache
+                phase = corpus.extractor.stft(torch.from_numpy(clean)) if with_phase else None
+                resynthesis = corpus.extractor.resynthesise(estimate, phase=phase, length=len(clean)).numpy()
+                row.update({name: _json_float(metric(clean, resynthesis))
+                            for name, metric in SPEECH_METRICS.items()})
+                if write_wavs:
+                    write_wav(Path(out_dir) / f"{file_stem(utterance.name)}.wav", resynthesis)
+            else:
+                row.update({name: _json_float(metric(x.numpy(), estimate.numpy()))
+                            for name, metric in MOTION_METRICS.items()})
+            rows.append(row)
+
+    names = SPEECH_METRICS if speech else MOTION_METRICS
+    summary = {}
+    for name in names:
+        values = [math.nan if row[name] is None else row[name] for row in rows]
+        mean, half_width = metrics.mean_ci(values)
+        summary[name] = {"mean": _json_float(mean), "ci95": _json_float(half_width),
+                         "n": int(np.isfinite(values).sum())}
+    settings = {"split": split, "generation_mode": generation_mode, "seed": seed, "max_utterances": max_utterances,
+                "model": model.cfg.name, "corpus": corpus.name, "kind": corpus.kind,
+                "resynthesis": ("original phase" if with_phase else "griffin-lim") if speech else None}
+    return {"settings": settings, "n": len(rows), "metrics": summary, "utterances": rows,
+            "seconds": round(time.perf_counter() - started, 2)}
+
+
+def evaluate_checkpoint(path: str | Path, split: str = "test", data: Optional[dict] = None,
+                        generation_mode: bool = False, write_wavs: bool = False,
+                        max_utterances: Optional[int] = None, progress: bool = False) -> dict:
+    """Evaluates a checkpoint on its own corpus or, with `data` (DataConfig overrides such as
+    {"corpus": "folder", "data_root": DIR}), another one with the same features.
+
+    Writes eval_<split>[_gm].json next to the checkpoint (eval_<corpus>_<split>[_gm].json
+    when the corpus is not the checkpoint's, so its own result is not overwritten), and with
+    `write_wavs` the reconstructions into a folder of the same name beside it.
+    """
+    path = Path(path)
+    check_split(split)
+    model, trained = load_model(path)
+    check_generation_mode(model, generation_mode)
+    cfg = with_data(trained, data)
+    other_corpus = f"{cfg.data.corpus}_" if cfg.data.corpus != trained.data.corpus else ""
+    stem = f"eval_{other_corpus}{split}{'_gm' if generation_mode else ''}"
+    corpus = prepare_corpus(cfg.data, progress=progress)
+    result = evaluate(model, corpus, split, generation_mode, out_dir=path.parent / stem, write_wavs=write_wavs,
+                      max_utterances=max_utterances, seed=cfg.train.seed, progress=progress)
+    result["settings"].update(checkpoint=str(path.absolute()), data=cfg.to_dict()["data"])
+    json_path = path.parent / f"{stem}.json"
+    json_path.write_text(json.dumps(result, indent=1, allow_nan=False))
+    result["json"] = str(json_path)
+    return result
+
+
+def format_table(result: dict) -> str:
+    """The summary of an `evaluate` result as an aligned text table."""
+    s = result["settings"]
+    lines = [f"{s['model']} on {s['corpus']} {s['split']}{' in generation mode' if s['generation_mode'] else ''}: "
+             f"{result['n']} utterances",
+             f"{'metric':<12} {'mean':>9} {'± 95% CI':>9} {'n':>5}"]
+    for name, m in result["metrics"].items():
+        mean = "nan" if m["mean"] is None else f"{m['mean']:.3f}"
+        ci = "nan" if m["ci95"] is None else f"{m['ci95']:.3f}"
+        lines.append(f"{METRIC_LABELS.get(name, name):<12} {mean:>9} {ci:>9} {m['n']:>5}")
+    return "\n".join(lines)
+
+
+def check_generation_mode(model: DVAE, generation_mode: bool) -> None:
+    """Refuses generation mode, before any work, for a model that cannot feed back its output."""
+    if generation_mode and not model.reads_previous_x:
+        raise ConfigError(f"generation mode needs a model whose decoder reads x_(t-1) (storn, vrnn, srnn); "
+                          f"{model.cfg.name} does not")
+
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+
+
+def with_data(cfg: Config, data: Optional[dict]) -> Config:
+    """`cfg` with its data section changed by `data`, keeping the features the model was trained on."""
+    if not data:
+        return cfg
+    unknown = sorted(set(data) - set(DataConfig.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"not data settings: {', '.join(unknown)}")
+    changed = [k for k in FEATURE_FIELDS if k in data and data[k] != getattr(cfg.data, k)]
+    if changed:
+        raise ConfigError(f"{', '.join(changed)} are fixed by the checkpoint "
+                          f"({', '.join(f'{k}={getattr(cfg.data, k)}' for k in changed)})")
+    corpus = data.get("corpus", cfg.data.corpus)
+    kinds = ["motion" if name in MOTION_CORPORA else "speech" for name in (corpus, cfg.data.corpus)]
+    if kinds[0] != kinds[1]:
+        raise ConfigError(f"corpus {corpus} holds {kinds[0]}; the model was trained on {cfg.data.corpus}, {kinds[1]}")
+    if corpus != cfg.data.corpus:
+        data = {"data_root": None, **data}  # the trained corpus's folder is not the new one's
+    new = cfg.replace(**data)
+    check_data_root(new.data)
+    return new
+
+
+def check_data_root(data: DataConfig) -> None:
+    """Fails fast on a data folder that is not there (the corpus's default location is
+    the data layer's to check)."""
+    if data.data_root is not None and not Path(data.data_root).expanduser().is_dir():
+        raise DataError(f"data_root: {data.data_root} is not a directory")
+
+
+def write_wav(path: str | Path, wave: np.ndarray) -> Path:
+    """A 16 kHz 16-bit wav of `wave` scaled to a peak of WAV_PEAK (silence is written as is)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wave = np.asarray(wave, dtype=np.float32)
+    peak = float(np.max(np.abs(wave))) if wave.size else 0.0
+    sf.write(path, wave * (WAV_PEAK / peak) if peak > 0 else wave, SAMPLE_RATE, subtype="PCM_16")
+    return path
+
+
+def file_stem(name: str) -> str:
+    """An utterance name (a relative path) as one file name."""
+    return re.sub(r"[^\w.-]+", "_", str(Path(name).with_suffix("")))
+
+
+def _json_float(value: float) -> Optional[float]:
+    return float(value) if math.isfinite(value) else None
