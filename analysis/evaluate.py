@@ -1,0 +1,206 @@
+"""Test-set scores of each model's top configurations, laid out as the DVAE review's table.
+
+For each model, the k best configurations of the leaderboard (by val_loss unless told
+otherwise) are scored on their corpus's test split with `dvae.evaluation.evaluate_checkpoint`,
+every seed of a configuration separately, from each trial's best checkpoint. The -GM
+rows of the review (srnn_tf_gm, srnn_gm) are scored in generation mode, feeding the
+decoder its own output. Speech is scored with SI-SDR, PESQ (wideband and narrowband) and
+ESTOI, motion with MPJPE.
+
+The table has one row per model, in the review's order (VAE, DKF, STORN, VRNN, SRNN,
+RVAE-Causal, RVAE-NonCausal, DSAE, SRNN-TF-GM, SRNN-GM), for its best configuration: each
+metric as mean ± the half-width of its 95% confidence interval over the test utterances,
+or, when the configuration ran with several seeds, the mean over seeds ± their standard
+deviation.
+
+    python -m analysis.evaluate EXPERIMENT [...] [--k 1] [--max-utterances 50] [--out DIR]
+
+writes evaluations.csv (every checkpoint scored) and results.csv / results.md /
+results.html (the table). A checkpoint's scores are kept beside it as
+eval_<split>[_gm].json and reused while newer than the checkpoint (--refresh recomputes).
+"""
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+import pandas as pd
+
+from dvae.evaluation import METRIC_LABELS
+
+from .leaderboard import TABLE_CSS, configurations, html_table, markdown_table
+from .results import CONFIG, GENERATION_MODE_MODELS, load_trials, model_label, ordered_models, searched_parameters
+
+# The table's metrics, in the review's order; RMSE is in evaluations.csv only.
+TABLE_METRICS = ("si_sdr", "pesq_wb", "pesq_nb", "estoi", "mpjpe")
+
+
+def evaluate_top(trials: pd.DataFrame, k: int = 1, sort: str = "val_loss", ascending: bool = True,
+                 split: str = "test", max_utterances: Optional[int] = None, refresh: bool = False,
+                 log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Scores the best checkpoint of every trial of each model's k best configurations.
+
+    One row per checkpoint: model, rank (of its configuration), trial_id, seed,
+    configuration (the searched hyperparameters as text), generation_mode, kind (speech
+    or motion), n (test utterances), and per metric <metric> (mean) and <metric>_ci95.
+    """
+    ranked = configurations(trials, sort, ascending)
+    ranked = ranked[ranked["rank"] <= k]
+    by_dir = trials.set_index("trial_dir")
+    rows = []
+    for _, configuration in ranked.iterrows():
+        model = configuration["model"]
+        described = describe_configuration(configuration, trials[trials["model"] == model])
+        for trial_dir in configuration["trial_dirs"]:
+            trial = by_dir.loc[trial_dir]
+            if pd.isna(trial["checkpoint"]):
+                log(f"{model} {trial['trial_id']}: no best checkpoint in {trial_dir}; skipped")
+                continue
+            generation_mode = model in GENERATION_MODE_MODELS
+            log(f"evaluating {model} (rank {configuration['rank']}) trial {trial['trial_id']} on {split}"
+                + (" in generation mode" if generation_mode else ""))
+            result = evaluate_cached(Path(trial["checkpoint"]), split, generation_mode, max_utterances, refresh)
+            row = {"model": model, "rank": configuration["rank"], "trial_id": trial["trial_id"],
+                   "seed": trial.get(CONFIG + "seed", math.nan), "configuration": described,
+                   "generation_mode": generation_mode, "kind": result["settings"]["kind"], "n": result["n"],
+                   "checkpoint": trial["checkpoint"]}
+            for name, summary in result["metrics"].items():
+                row[name] = _nan(summary["mean"])
+                row[f"{name}_ci95"] = _nan(summary["ci95"])
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def evaluate_cached(checkpoint: Path, split: str, generation_mode: bool, max_utterances: Optional[int],
+                    refresh: bool = False) -> dict:
+    """`evaluate_checkpoint`'s result, from the eval_<split>[_gm].json it left beside the
+    checkpoint when that is newer than the checkpoint and was made with the same settings."""
+    from dvae.evaluation import evaluate_checkpoint
+
+    saved = checkpoint.parent / f"eval_{split}{'_gm' if generation_mode else ''}.json"
+    if not refresh and saved.is_file() and saved.stat().st_mtime >= checkpoint.stat().st_mtime:
+        result = json.loads(saved.read_text())
+        settings = result.get("settings", {})
+        if (settings.get("split"), settings.get("generation_mode"), settings.get("max_utterances")) == (
+                split, generation_mode, max_utterances):
+            return result
+    return evaluate_checkpoint(checkpoint, split=split, generation_mode=generation_mode, max_utterances=max_utterances)
+
+
+def describe_configuration(configuration: pd.Series, model_trials: pd.DataFrame) -> str:
+    """The hyperparameters the search varied for this model, as 'name=value, ...'."""
+    params = [p for p in searched_parameters(model_trials) if p != "seed"]
+    values = [(p, configuration.get(CONFIG + p)) for p in params]
+    text = ", ".join(f"{p}={_short(v)}" for p, v in values if not _missing(v))
+    return text or "the space's fixed settings"
+
+
+def results_table(evaluations: pd.DataFrame) -> pd.DataFrame:
+    """One row per model (the review's order) for its best configuration: model (label),
+    configuration, trials, seeds, utterances, and per metric <metric> (mean) and
+    <metric>_pm (95% CI half-width for one seed, standard deviation over several),
+    with `spread` saying which."""
+    rows = []
+    metrics = [m for m in TABLE_METRICS if m in evaluations]
+    for model in ordered_models(evaluations["model"]) if len(evaluations) else []:
+        best = evaluations[(evaluations["model"] == model) & (evaluations["rank"] == 1)]
+        if best.empty:  # its best configuration's checkpoints were missing
+            continue
+        row = {"model": model_label(model), "configuration": best["configuration"].iloc[0],
+               "trials": ", ".join(best["trial_id"]), "seeds": len(best), "utterances": int(best["n"].iloc[0])}
+        for metric in metrics:
+            if len(best) == 1:
+                row[metric], row[f"{metric}_pm"] = best[metric].iloc[0], best[f"{metric}_ci95"].iloc[0]
+            else:  # pandas leaves NaN out: a seed whose metric failed everywhere does not count
+                row[metric], row[f"{metric}_pm"] = best[metric].mean(), best[metric].std()
+        row["spread"] = "95% CI over utterances" if len(best) == 1 else f"sd over {len(best)} seeds"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def formatted(table: pd.DataFrame) -> pd.DataFrame:
+    """The results table for people: each metric as 'mean ± spread' under its label."""
+    shown = table[["model"]].copy()
+    for metric in TABLE_METRICS:
+        if metric in table and table[metric].notna().any():
+            shown[METRIC_LABELS[metric]] = [_plus_minus(m, pm) for m, pm in zip(table[metric], table[f"{metric}_pm"])]
+    for column in ("spread", "configuration", "trials", "utterances"):
+        shown[column] = table[column]
+    return shown.rename(columns={"configuration": "best configuration"})
+
+
+def write(evaluations: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """evaluations.csv, and the results table as results.csv, results.md and results.html."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = results_table(evaluations)
+    paths = [out_dir / name for name in ("evaluations.csv", "results.csv", "results.md", "results.html")]
+    evaluations.to_csv(paths[0], index=False)
+    table.to_csv(paths[1], index=False)
+    paths[2].write_text(markdown_table(formatted(table)) + "\n")
+    paths[3].write_text(f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>Test results</title>"
+                        f"<style>{TABLE_CSS}</style></head><body>\n<h2>{html.escape(TITLE)}</h2>\n"
+                        f"{html_table(formatted(table))}\n</body></html>\n")
+    return paths
+
+
+TITLE = "Test-set results of each model's best configuration"
+
+
+def _plus_minus(mean: float, spread: float) -> str:
+    if _missing(mean):
+        return "–"
+    return f"{mean:.3f}" + ("" if _missing(spread) else f" ± {spread:.3f}")
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) and not float(value).is_integer() else str(value)
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _nan(value: Optional[float]) -> float:
+    return math.nan if value is None else float(value)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.evaluate", description=__doc__.split("\n\n")[0],
+                                     epilog="Writes evaluations.csv, results.csv, results.md and results.html "
+                                            "into --out.")
+    parser.add_argument("experiments", nargs="+", type=Path, help="experiment folders (<storage>/<name>)")
+    parser.add_argument("--k", type=int, default=1, help="configurations per model to score (default 1)")
+    parser.add_argument("--sort", default="val_loss", help="the reported figure that ranks configurations")
+    parser.add_argument("--descending", action="store_true", help="higher is better for --sort")
+    parser.add_argument("--split", default="test", choices=("train", "valid", "test"),
+                        help="the split to score (default test)")
+    parser.add_argument("--max-utterances", type=int, help="score only the first N utterances of the split")
+    parser.add_argument("--refresh", action="store_true", help="recompute scores saved beside the checkpoints")
+    parser.add_argument("--out", type=Path, help="output folder (default: the first experiment folder)")
+    args = parser.parse_args(argv)
+    if args.k < 1:
+        parser.error(f"--k must be at least 1, got {args.k}")
+    try:
+        trials = load_trials(*args.experiments)
+        evaluations = evaluate_top(trials, args.k, args.sort, not args.descending, args.split,
+                                   args.max_utterances, args.refresh)
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        print(f"analysis.evaluate: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
+        return 2
+    if evaluations.empty:
+        print("analysis.evaluate: no trial with a best checkpoint to score", file=sys.stderr)
+        return 1
+    paths = write(evaluations, args.out or args.experiments[0])
+    print(paths[2].read_text())
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
