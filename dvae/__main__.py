@@ -38,7 +38,6 @@ FIELD_HELP = {
     "learn_df": "learn the Student-t degrees of freedom",
     "likelihood": "observation model p(x_t | ·)",
     "gaussian_variance": "gaussian likelihood: a learned per-feature variance, or fixed at 1",
-    "x_scale": "input scale",
     "dropout": "dropout rate of the MLPs",
     "corpus": "the data set",
     "data_root": "where the corpus lives",

@@ -47,7 +47,6 @@ class ModelConfig(_Section):
     learn_df: bool = False
     likelihood: Literal["auto", "itakura_saito", "gaussian"] = "auto"  # auto: itakura_saito on stft, else gaussian
     gaussian_variance: Literal["learned", "fixed"] = "learned"
-    x_scale: float = field(default=1.0, metadata=_range(0.0, lo_open=True))  # gaussian: networks read x / x_scale
     dropout: float = field(default=0.0, metadata=_range(0.0, 0.9))
 
 
@@ -112,12 +111,12 @@ class Config:
     def power_spectra(self) -> bool:
         return self.data.features == "stft" and self.data.corpus not in MOTION_CORPORA
 
-    def for_data(self, feature_dim: int, feature_scale: float) -> "Config":
-        """The config with the model fitted to its data: input size, input scale, likelihood."""
+    def for_data(self, feature_dim: int) -> "Config":
+        """The config with the model fitted to its data: input size and likelihood."""
         likelihood = self.model.likelihood
         if likelihood == "auto":
             likelihood = "itakura_saito" if self.power_spectra else "gaussian"
-        return self.replace(x_dim=feature_dim, x_scale=feature_scale, likelihood=likelihood)
+        return self.replace(x_dim=feature_dim, likelihood=likelihood)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)

@@ -45,6 +45,12 @@ def batches(windows: np.ndarray, batch_size: int, generator: torch.Generator | N
         yield torch.from_numpy(np.ascontiguousarray(windows[idx], dtype=np.float32))
 
 
+def training_sample(windows: np.ndarray, n: int = 512) -> torch.Tensor:
+    """Up to n training windows spread evenly over the split, for the input statistics."""
+    idx = np.unique(np.linspace(0, len(windows) - 1, min(n, len(windows))).astype(int))
+    return torch.from_numpy(np.ascontiguousarray(windows[idx], dtype=np.float32))
+
+
 def train_epoch(model: DVAE, windows, optimizer, cfg: Config, beta: float, ss_prob: float, generator, device) -> dict:
     model.train()
     sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
@@ -137,13 +143,19 @@ def train(cfg: Config, run_dir: str | Path, *, corpus=None, on_epoch: OnEpoch | 
     ckpt_dir = run_dir / "checkpoint"
     if corpus is None:
         corpus = prepare_corpus(cfg.data)
-    cfg = cfg.for_data(corpus.feature_dim, corpus.feature_scale)
+    cfg = cfg.for_data(corpus.feature_dim)
     device = pick_device(cfg.train.device)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
 
+    train_windows, valid_windows = corpus.windows("train"), corpus.windows("valid")
+    if len(train_windows) == 0 or len(valid_windows) == 0:
+        raise ValueError(f"corpus '{cfg.data.corpus}' has no {cfg.data.seq_len}-frame windows in its "
+                         f"{'train' if len(train_windows) == 0 else 'valid'} split")
     seed_everything(cfg.train.seed)
-    model = build_model(cfg.model).to(device)
+    model = build_model(cfg.model)
+    model.likelihood.standardise(training_sample(train_windows))
+    model.to(device)
     optimizer_cls = torch.optim.AdamW if cfg.train.optimizer == "adamw" else torch.optim.Adam
     optimizer = optimizer_cls(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     scheduler = lr_schedule(optimizer, cfg.train)
@@ -163,10 +175,6 @@ def train(cfg: Config, run_dir: str | Path, *, corpus=None, on_epoch: OnEpoch | 
             loop["stop_reason"] = None  # more epochs asked for: train on
         log(f"resumed from {resume_from} after epoch {loop['epoch']}")
 
-    train_windows, valid_windows = corpus.windows("train"), corpus.windows("valid")
-    if len(train_windows) == 0 or len(valid_windows) == 0:
-        raise ValueError(f"corpus '{cfg.data.corpus}' has no {cfg.data.seq_len}-frame windows in its "
-                         f"{'train' if len(train_windows) == 0 else 'valid'} split")
     writer = SummaryWriter(str(run_dir / "tb"))
     try:
         while loop["stop_reason"] is None and loop["epoch"] < cfg.train.epochs:

@@ -46,7 +46,7 @@ def asterisk(tmp_path_factory) -> PreparedCorpus:
 @needs_asterisk
 def test_asterisk_subset_counts_and_shapes(asterisk):
     assert (asterisk.kind, asterisk.feature_dim, asterisk.frame_rate) == ("speech", 513, 62.5)
-    assert (asterisk.default_likelihood, asterisk.feature_scale) == ("itakura_saito", 1.0)
+    assert asterisk.default_likelihood == "itakura_saito"
     assert isinstance(asterisk.extractor, FeatureExtractor)
     report = asterisk.report
     assert report["prepared"] + len(report["skipped"]) == 30
@@ -305,7 +305,7 @@ def test_h36m_forward_kinematics_and_subject_splits(tmp_path):
     write_h36m(tmp_path / "S1" / "eating_2.txt", 30, 5)
     corpus = prepare_corpus(DataConfig(corpus="h36m", data_root=str(tmp_path), seq_len=8,
                                        cache_dir=str(tmp_path / "cache")), progress=False)
-    assert (corpus.kind, corpus.feature_dim, corpus.frame_rate, corpus.feature_scale) == ("motion", 96, 25.0, 1000.0)
+    assert (corpus.kind, corpus.feature_dim, corpus.frame_rate) == ("motion", 96, 25.0)
     assert corpus.extractor is None and corpus.default_likelihood == "gaussian"
     names = {split: sorted(u.name for u in corpus.utterances(split)) for split in SPLITS}
     assert names == {"train": ["S1/eating_2.txt", "S1/walking_1.txt", "S9/walking_1.txt"],
@@ -348,7 +348,7 @@ def mocap_root():
 
 def test_mocap_joints_in_mm_at_25_fps(mocap_root, tmp_path):
     corpus = prepare_corpus(DataConfig(corpus="mocap", seq_len=50, cache_dir=str(tmp_path)), progress=False)
-    assert (corpus.kind, corpus.feature_dim, corpus.frame_rate, corpus.feature_scale) == ("motion", 159, 25.0, 1000.0)
+    assert (corpus.kind, corpus.feature_dim, corpus.frame_rate) == ("motion", 159, 25.0)
     assert [len(corpus.utterances(s)) for s in SPLITS] == [3, 1, 1]
     assert corpus.utterances("valid")[0].name.startswith("mocap_climb_seq_3/")
     assert corpus.utterances("test")[0].name.startswith("mocap_climb_seq_4/")

@@ -45,7 +45,7 @@ def make_checkpoint(path: Path, data: dict, model: str, **fields) -> Path:
     """An untrained model of `model`, fitted to the data as the trainer would, saved as a checkpoint."""
     cfg = Config().replace(name=model, **SMALL, **data, **fields)
     corpus = prepare_corpus(cfg.data, progress=False)
-    cfg = cfg.for_data(corpus.feature_dim, corpus.feature_scale)
+    cfg = cfg.for_data(corpus.feature_dim)
     torch.manual_seed(0)
     return save_checkpoint({"config": cfg.to_dict(), "model": build_model(cfg.model).state_dict()}, path)
 
@@ -147,7 +147,7 @@ def test_motion_generation_writes_joint_sequences_and_plots(motion_checkpoint, t
 
 
 def test_cold_generation_needs_no_data(tmp_path):
-    cfg = Config().replace(name="srnn", corpus="mocap", data_root=str(tmp_path), **SMALL).for_data(159, 1000.0)
+    cfg = Config().replace(name="srnn", corpus="mocap", data_root=str(tmp_path), **SMALL).for_data(159)
     checkpoint = save_checkpoint({"config": cfg.to_dict(), "model": build_model(cfg.model).state_dict()},
                                  tmp_path / "best.pt")
     written = generate_from_checkpoint(checkpoint, seconds=1.0, n=1)  # tmp_path holds no corpus

@@ -225,12 +225,10 @@ class PreparedCorpus:
             self.extractor = FeatureExtractor(cfg.features, cfg.n_mels)
             self.frame_rate = self.extractor.frame_rate
             self.default_likelihood = "itakura_saito" if cfg.features == "stft" else "gaussian"
-            self.feature_scale = 1.0
         else:
             self.extractor = None
             self.frame_rate = float(motion.FRAME_RATE)
             self.default_likelihood = "gaussian"
-            self.feature_scale = 1000.0  # mm: the networks see metres
         self.report = json.loads((self.path / "report.json").read_text())
         frames = {split: np.asarray(self._index[split]["frames"], dtype=np.int64) for split in SPLITS}
         self.report["seq_len"] = self.seq_len

@@ -46,7 +46,7 @@ class DVAE(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.prior = LatentPrior(cfg.prior, cfg.student_df, cfg.learn_df)
-        self.likelihood = build_likelihood(cfg.likelihood, cfg.x_dim, cfg.gaussian_variance == "learned", cfg.x_scale)
+        self.likelihood = build_likelihood(cfg.likelihood, cfg.x_dim, cfg.gaussian_variance == "learned")
 
     def loss(self, x: torch.Tensor, kl_weight: float = 1.0, feedback_prob: float = 0.0) -> Loss:
         out = self(x, feedback_prob=feedback_prob)

@@ -5,9 +5,13 @@
   negative log-likelihood -log p(x_t) = Σ_f [x_ft / σ²_ft + log σ²_ft + log π] is the
   Itakura-Saito divergence up to terms constant in the parameters. Networks read log-power.
 - `gaussian`: x_t ~ N(μ_t, diag σ²) for real-valued frames (log-mel, joint positions);
-  σ² is a learned per-feature parameter or fixed at 1 (in network units). Networks read
-  x / scale, where `scale` (e.g. 1000 for millimetres) keeps their inputs near unit size;
-  the likelihood is still a density over x in its own units.
+  σ² is a learned per-feature parameter or fixed (at the feature's own variance).
+
+Networks read their features standardised per dimension (log-power for itakura_saito, x
+itself for gaussian), and the decoder's output is read in the same standardised units, so
+that an untrained decoder already predicts the average frame. The statistics are buffers
+set once from training data (`standardise`) and saved with the model; the likelihood
+itself stays a density over x in the data's own units.
 """
 from __future__ import annotations
 
@@ -19,50 +23,74 @@ from torch import nn
 LOG_EPS = 1e-8
 
 
-class ItakuraSaito(nn.Module):
+class Likelihood(nn.Module):
+    def __init__(self, x_dim: int):
+        super().__init__()
+        self.register_buffer("shift", torch.zeros(x_dim))
+        self.register_buffer("scale", torch.ones(x_dim))
+
+    def raw_features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def standardise(self, x: torch.Tensor) -> None:
+        """Sets the per-feature shift and scale from a sample of training frames (..., x_dim)."""
+        f = self.raw_features(x).reshape(-1, x.shape[-1])
+        self.shift.copy_(f.mean(0))
+        self.scale.copy_(f.std(0).clamp_min(1e-3))
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        """What the networks read of x."""
+        return (self.raw_features(x) - self.shift) / self.scale
+
+
+class ItakuraSaito(Likelihood):
+    def raw_features(self, x):
         return torch.log(x + LOG_EPS)
+
+    def log_variance(self, out: torch.Tensor) -> torch.Tensor:
+        return out * self.scale + self.shift
 
     def nll(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """-log p(x_t | ·) per frame, summed over features: (batch, time)."""
-        return (x * torch.exp(-out) + out + math.log(math.pi)).sum(-1)
+        logvar = self.log_variance(out)
+        return (x * torch.exp(-logvar) + logvar + math.log(math.pi)).sum(-1)
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
-        return torch.exp(out)
+        return torch.exp(self.log_variance(out))
 
     def output_features(self, out: torch.Tensor) -> torch.Tensor:
         """What the networks would read had the model's expected frame been the data."""
-        return torch.log(torch.exp(out) + LOG_EPS)
+        return self.features(self.mean(out))
 
 
-class GaussianLikelihood(nn.Module):
-    def __init__(self, x_dim: int, learned_variance: bool, scale: float = 1.0):
-        super().__init__()
-        self.scale = scale
-        logvar = torch.zeros(x_dim)
+class GaussianLikelihood(Likelihood):
+    def __init__(self, x_dim: int, learned_variance: bool):
+        super().__init__(x_dim)
+        logvar = torch.zeros(x_dim)  # in standardised units: at first, each feature's own variance
         if learned_variance:
             self.logvar = nn.Parameter(logvar)
         else:
             self.register_buffer("logvar", logvar)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return x / self.scale
+    def raw_features(self, x):
+        return x
 
     def nll(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        err = x / self.scale - out
-        per_dim = 0.5 * (math.log(2 * math.pi) + self.logvar + err**2 * torch.exp(-self.logvar))
-        return per_dim.sum(-1) + x.shape[-1] * math.log(self.scale)
+        err = self.features(x) - out
+        per_dim = 0.5 * (math.log(2 * math.pi) + self.logvar + err**2 * torch.exp(-self.logvar)) + torch.log(self.scale)
+        return per_dim.sum(-1)
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
-        return out * self.scale
+        return out * self.scale + self.shift
 
     def output_features(self, out: torch.Tensor) -> torch.Tensor:
         return out
 
 
-def build_likelihood(name: str, x_dim: int, learned_variance: bool = True, scale: float = 1.0) -> nn.Module:
+def build_likelihood(name: str, x_dim: int, learned_variance: bool = True) -> Likelihood:
     if name == "itakura_saito":
-        return ItakuraSaito()
+        return ItakuraSaito(x_dim)
     if name == "gaussian":
-        return GaussianLikelihood(x_dim, learned_variance, scale)
+        return GaussianLikelihood(x_dim, learned_variance)
     raise ValueError(f"likelihood '{name}' must be resolved to itakura_saito or gaussian (Config does it from the data)")

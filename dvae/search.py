@@ -1,0 +1,320 @@
+"""The search: a space (dvae.spaces) run as a Ray Tune experiment, sampled by Optuna, pruned by ASHA.
+
+This module and tune_runner.py are the only places that know Ray; the trainer
+(dvae.training.train) knows nothing of it. Per trial:
+
+- Optuna proposes a configuration through `OptunaSpace`, a define-by-run function,
+  so a conditional parameter (student_df only with the Student-t prior) is sampled
+  only where it exists. The study lives in SQLite inside the experiment folder,
+  where optuna-dashboard reads it and where a resumed search continues it.
+- Models: `variant` is a categorical parameter whose value for each configuration
+  is queued in advance in turn (vrnn, srnn, vrnn, ...), so every model gets its share
+  of the budget instead of TPE concentrating on whichever model looks best early.
+- Seeds: once a configuration is sampled, its copies for the other seeds are queued
+  in the study (fixed parameters, the seed as a user attribute), behind what is
+  queued already. The queue is in the SQLite file, so it survives an interruption;
+  Tune's `Repeater` would not (it does not save its groups).
+- `trainable` turns the flat config into a `Config`, fits threads and device to the
+  trial's resources and calls `train`, reporting every epoch with its checkpoint.
+- ASHA compares trials on `val_loss` (negative ELBO per frame at KL weight 1, so
+  comparable across epochs and warm-ups) at epochs grace_period * rf^k.
+
+Resuming (`restore_tuner`): Tune restores its trials and the searcher from its last
+snapshot, while the study in SQLite is always current; the two are reconciled so that
+every configuration is accounted for (see `requeue_orphans` and `StudySearch`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import optuna
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from .config import Config
+from .spaces import Param, Space
+from .training import train
+
+METRIC, MODE = "val_loss", "min"
+OPTUNA_DB = "optuna.db"
+SAMPLER_SEED = 0  # the same space proposes the same first configurations on every run
+# Keys of a trial's config that are not Config fields: which model variant, which Optuna
+# trial (to join Tune's results with the study), where the experiment folder is.
+BOOKKEEPING = ("variant", "optuna_trial", "experiment_dir")
+
+
+def distribution(param: Param) -> optuna.distributions.BaseDistribution:
+    if param.kind == "choice":
+        return optuna.distributions.CategoricalDistribution(param.choices)
+    if param.kind == "int":
+        return optuna.distributions.IntDistribution(int(param.low), int(param.high), log=param.log)
+    return optuna.distributions.FloatDistribution(param.low, param.high, log=param.kind == "loguniform")
+
+
+def distributions(space: Space) -> dict[str, optuna.distributions.BaseDistribution]:
+    """Every parameter Optuna samples, `variant` first."""
+    variants = optuna.distributions.CategoricalDistribution([v.name for v in space.variants])
+    return {"variant": variants, **{p.name: distribution(p) for p in space.params}}
+
+
+class OptunaSpace:
+    """The define-by-run search space handed to OptunaSearch.
+
+    A class rather than a closure because Tune pickles it with the searcher's state.
+    Returns the constants a trial needs besides the sampled values: the variant's
+    settings, the seed, and the Optuna trial number.
+    """
+
+    def __init__(self, space: Space):
+        self.space = space
+
+    def __call__(self, trial: optuna.Trial) -> dict:
+        dists = distributions(self.space)
+        variant_name = trial.suggest_categorical("variant", dists["variant"].choices)
+        sampled = {}
+        for param in sorted(self.space.params, key=lambda p: p.when is not None):  # conditions first
+            if param.when is None or sampled.get(param.when[0]) in param.when[1]:
+                sampled[param.name] = suggest(trial, param.name, dists[param.name])
+        variant = next(v for v in self.space.variants if v.name == variant_name)
+        constants = {**variant.overrides, "optuna_trial": trial.number}
+        if self.space.seeds:
+            seed = trial.user_attrs.get("seed")
+            if seed is None:  # a new configuration: queue its runs with the other seeds
+                seed = self.space.seeds[0]
+                trial.set_user_attr("seed", seed)
+                for other in self.space.seeds[1:]:
+                    trial.study.enqueue_trial(dict(trial.params), user_attrs={"seed": other, "repeat_of": trial.number})
+            constants["seed"] = seed
+        return constants
+
+
+class StudySearch(OptunaSearch):
+    """OptunaSearch that accepts results for a trial the study has already closed.
+
+    That happens after --resume: a trial that ended (ASHA stop or completion) after
+    Tune's last snapshot but before the interruption is resumed by Tune and reports
+    again, while the study already holds its outcome. The outcome stands; the late
+    results are only not written to the study (Tune still records them).
+    """
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        try:
+            super().on_trial_result(trial_id, result)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass
+
+
+def suggest(trial: optuna.Trial, name: str, dist: optuna.distributions.BaseDistribution):
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    if isinstance(dist, optuna.distributions.IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, log=dist.log)
+    return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+
+
+def variant_queue(space: Space) -> list[dict]:
+    """One {"variant": name} per configuration, the models in turn (none for a single model)."""
+    if len(space.variants) == 1:
+        return []
+    return [{"variant": space.variants[i % len(space.variants)].name} for i in range(space.num_samples)]
+
+
+def trainable(config: dict) -> None:
+    """One trial: the trainer's own loop, reporting each epoch and its checkpoint to Tune.
+
+    Restarted trials (after a failure, or on --resume) continue from the last
+    checkpoint Tune recorded, whose last.pt holds everything to go on.
+    """
+    context = tune.get_context()
+    resources = context.get_trial_resources().required_resources
+    cfg = Config.from_dict({k: v for k, v in config.items() if k not in BOOKKEEPING}).replace(
+        num_threads=max(1, int(resources.get("CPU", 1))),
+        # Ray restricts CUDA_VISIBLE_DEVICES to the trial's GPU, so "cuda" is that GPU
+        device="cuda" if resources.get("GPU", 0) > 0 else "cpu",
+    )
+    # get_trial_dir() is a staging folder under /tmp/ray that the driver copies to the
+    # experiment folder now and then, and only from its own node. Writing straight into
+    # the experiment folder keeps TensorBoard events and checkpoints there, live, on any node.
+    run_dir = Path(config["experiment_dir"]) / Path(context.get_trial_dir()).name
+
+    def report(metrics: dict, checkpoint_dir: Path) -> None:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        train(cfg, run_dir, on_epoch=report)
+    else:
+        with checkpoint.as_directory() as folder:
+            train(cfg, run_dir, on_epoch=report, resume_from=Path(folder) / "last.pt")
+
+
+def trial_name(trial) -> str:
+    """vrnn_3f2a1b0c: the model variant first, so logs and TensorBoard's run list read by model."""
+    return f"{trial.config.get('variant', 'trial')}_{trial.trial_id}"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one trial gets and how many run at once."""
+    cpus_per_trial: float
+    gpus_per_trial: float
+    cpus: float  # of the machine or cluster
+    gpus: float
+    max_concurrent: int
+
+    @classmethod
+    def fit(cls, cpus: float, gpus: float, cpus_per_trial: float, gpus_per_trial: float,
+            max_concurrent: Optional[int] = None) -> "Resources":
+        """As many trials at once as the CPUs and GPUs hold (or `max_concurrent`, if given)."""
+        fits = math.floor(cpus / cpus_per_trial + 1e-9)
+        if gpus_per_trial > 0:
+            fits = min(fits, math.floor(gpus / gpus_per_trial + 1e-9))
+        return cls(cpus_per_trial, gpus_per_trial, cpus, gpus, max_concurrent or fits)
+
+    def problem(self) -> Optional[str]:
+        """Why no trial could start with these resources, or None."""
+        if self.cpus_per_trial > self.cpus:
+            return f"--cpus-per-trial {self.cpus_per_trial:g} exceeds the {self.cpus:g} CPUs available"
+        if self.gpus_per_trial > self.gpus:
+            return (f"--gpus-per-trial {self.gpus_per_trial:g} exceeds the {self.gpus:g} GPUs available"
+                    + ("; use --gpus-per-trial 0 to train on CPUs" if self.gpus == 0 else ""))
+        return None
+
+    def describe(self) -> str:
+        per_gpu = f", {math.floor(1 / self.gpus_per_trial + 1e-9)} trials per GPU" if 0 < self.gpus_per_trial < 1 else ""
+        return (f"{self.cpus_per_trial:g} CPU and {self.gpus_per_trial:g} GPU per trial{per_gpu}; "
+                f"{self.cpus:g} CPUs and {self.gpus:g} GPUs available; up to {self.max_concurrent} trials at once")
+
+
+def param_space(space: Space, experiment_dir: Path) -> dict:
+    """What every trial shares: the fixed settings and the experiment folder."""
+    return {**space.fixed, "experiment_dir": str(experiment_dir)}
+
+
+def study_storage(experiment_dir: Path) -> str:
+    return f"sqlite:///{experiment_dir / OPTUNA_DB}"
+
+
+def build_tuner(space: Space, experiment_dir: Path, resources: Resources) -> tune.Tuner:
+    """A new experiment in `experiment_dir` (storage folder / name)."""
+    searcher = StudySearch(
+        OptunaSpace(space),
+        metric=METRIC,
+        mode=MODE,
+        points_to_evaluate=variant_queue(space),
+        # constant_liar: trials still running count as bad guesses, so concurrent trials spread out
+        sampler=optuna.samplers.TPESampler(seed=SAMPLER_SEED, constant_liar=True),
+        study_name=experiment_dir.name,
+        storage=optuna.storages.RDBStorage(study_storage(experiment_dir)),
+    )
+    scheduler = FIFOScheduler()
+    if space.asha:
+        scheduler = ASHAScheduler(time_attr="training_iteration", **space.asha)
+    return tune.Tuner(
+        with_resources(resources),
+        param_space=param_space(space, experiment_dir),
+        tune_config=tune.TuneConfig(
+            metric=METRIC,
+            mode=MODE,
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=resources.max_concurrent),
+            scheduler=scheduler,
+            num_samples=space.trials,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_name,
+        ),
+        run_config=run_config(experiment_dir),
+    )
+
+
+def restore_tuner(space: Space, experiment_dir: Path, resources: Resources) -> tune.Tuner:
+    """The interrupted experiment in `experiment_dir`, to go on where it stopped: finished
+    trials stay finished, unfinished and failed ones continue from their last checkpoint,
+    and the Optuna study continues in its SQLite file."""
+    tuner = tune.Tuner.restore(
+        str(experiment_dir),
+        with_resources(resources),
+        param_space=param_space(space, experiment_dir),
+        resume_errored=True,
+        restart_errored=False,
+    )
+    # every trial of the snapshot, those that never started included
+    trials = tune.ExperimentAnalysis(str(experiment_dir)).trials
+    requeue_orphans(experiment_dir, {trial.config.get("optuna_trial") for trial in trials})
+    return tuner
+
+
+def requeue_orphans(experiment_dir: Path, known: set) -> list[int]:
+    """Closes the study's trials that Tune never recorded, and queues their configurations again.
+
+    A trial Optuna proposed after Tune's last snapshot is unknown to the restored
+    experiment: it would stay RUNNING in the study for ever, and a queued model or seed
+    run would be lost. It is marked FAIL and its parameters (and seed) are queued, so
+    the next proposal is exactly the run that never happened. Returns their numbers.
+    """
+    study = optuna.load_study(study_name=experiment_dir.name, storage=study_storage(experiment_dir))
+    orphans = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+               if t.number not in known]
+    for trial in orphans:
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs=trial.user_attrs)
+    return [t.number for t in orphans]
+
+
+def with_resources(resources: Resources):
+    return tune.with_resources(trainable, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})
+
+
+def run_config(experiment_dir: Path) -> tune.RunConfig:
+    return tune.RunConfig(
+        name=experiment_dir.name,
+        storage_path=str(experiment_dir.parent),
+        # the newest checkpoint folder holds last.pt and best.pt, so one is enough
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        failure_config=tune.FailureConfig(max_failures=2),
+    )
+
+
+def experiment_exists(experiment_dir: Path) -> bool:
+    return tune.Tuner.can_restore(str(experiment_dir))
+
+
+def summary(results, space: Space) -> str:
+    """A table of the best trial per model variant, and how every trial ended."""
+    keys = [p.name for p in space.params] + (["seed"] if space.seeds else [])
+    best: dict[str, tuple] = {}
+    counts = {"trials": 0, "completed": 0, "early_stopped": 0, "stopped_by_asha": 0, "diverged": 0, "failed": 0}
+    per_variant: dict[str, int] = {}
+    for result in results:
+        counts["trials"] += 1
+        metrics, config = result.metrics or {}, result.config or {}
+        if result.error is not None or METRIC not in metrics:
+            counts["failed"] += 1
+            continue
+        reason = metrics.get("stop_reason")
+        counts["stopped_by_asha" if reason is None else "diverged" if metrics.get("diverged") else reason] += 1
+        name = config.get("variant", "?")
+        per_variant[name] = per_variant.get(name, 0) + 1
+        value = metrics.get("best_val_loss", metrics[METRIC])
+        if math.isfinite(value) and (name not in best or value < best[name][0]):
+            best[name] = (value, metrics.get("best_epoch"), config)
+    rows = [["model", "val_loss", "epoch", "trials", *keys]]
+    for variant in space.variants:
+        if variant.name in best:
+            value, epoch, config = best[variant.name]
+            rows.append([variant.name, f"{value:.6g}", str(epoch), str(per_variant[variant.name]),
+                         *(_cell(config.get(k, "-")) for k in keys)])
+        else:
+            rows.append([variant.name, "-", "-", str(per_variant.get(variant.name, 0)), *("-" for _ in keys)])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    table = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    ended = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items() if k != "trials" and v)
+    return f"{table}\n\n{counts['trials']} trials: {ended or 'none finished'}"
+
+
+def _cell(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,277 @@
+"""The search: the Optuna space function, resources and the resume bookkeeping (fast), then
+real smoke searches through tune_runner.py in a subprocess (slow): on a private Ray
+instance, joined to a cluster started with `ray start --head`, and killed with SIGKILL
+then resumed with --resume."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import optuna
+import pytest
+
+from dvae.search import (OptunaSpace, Resources, distributions, requeue_orphans, study_storage, summary,
+                         variant_queue)
+from dvae.spaces import load_space
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNNER = [sys.executable, str(ROOT / "tune_runner.py")]
+SPACE = """
+description: a test space
+models: [vrnn, srnn, dkf]
+fixed: {epochs: 4}
+search:
+  prior: {choice: [gaussian, student_t]}
+  student_df: {loguniform: [2, 50], when: {prior: student_t}}
+  lr: {loguniform: [1.0e-4, 1.0e-2]}
+seeds: [3, 4, 5]
+num_samples: 6
+budgets: {smoke: {}, small: {}, full: {}}
+"""
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture
+def space(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text(SPACE)
+    return load_space(str(path))
+
+
+def test_conditional_parameter_exists_only_with_its_condition(space):
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    propose = OptunaSpace(space)
+    priors = set()
+    for _ in range(20):
+        trial = study.ask()
+        constants = propose(trial)
+        priors.add(trial.params["prior"])
+        assert ("student_df" in trial.params) == (trial.params["prior"] == "student_t")
+        assert constants["name"] == trial.params["variant"] and constants["optuna_trial"] == trial.number
+        study.tell(trial, 1.0)
+    assert priors == {"gaussian", "student_t"}
+    assert list(distributions(space)) == ["variant", "prior", "student_df", "lr"]
+
+
+def test_models_take_turns_and_each_configuration_runs_once_per_seed(space):
+    study = optuna.create_study()
+    for point in variant_queue(space):
+        study.enqueue_trial(point)
+    propose = OptunaSpace(space)
+    runs = []
+    for _ in range(space.trials):
+        trial = study.ask()
+        constants = propose(trial)
+        runs.append((trial.params["variant"], constants["seed"], trial.params["lr"]))
+        study.tell(trial, 1.0)
+    assert len(runs) == 18 and study.ask() is not None  # nothing left planned: a fresh proposal
+    assert [variant for variant, _, _ in runs[:6]] == ["vrnn", "srnn", "dkf"] * 2
+    by_config = {}
+    for variant, seed, lr in runs:
+        by_config.setdefault((variant, lr), []).append(seed)
+    assert len(by_config) == 6 and all(sorted(seeds) == [3, 4, 5] for seeds in by_config.values())
+
+
+def test_orphaned_study_trials_are_closed_and_queued_again(tmp_path):
+    experiment = tmp_path / "exp"
+    experiment.mkdir()
+    study = optuna.create_study(study_name="exp", storage=study_storage(experiment))
+    known, orphan = study.ask(), study.ask()
+    for trial in (known, orphan):
+        trial.suggest_float("lr", 1e-4, 1e-2, log=True)
+    orphan.set_user_attr("seed", 4)
+    assert requeue_orphans(experiment, {known.number}) == [orphan.number]
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states[known.number] == optuna.trial.TrialState.RUNNING
+    assert states[orphan.number] == optuna.trial.TrialState.FAIL
+    again = study.ask()  # the queued run: suggesting gives back the orphan's values
+    assert again.suggest_float("lr", 1e-4, 1e-2, log=True) == orphan.params["lr"]
+    assert again.user_attrs["seed"] == 4
+
+
+def test_resources_fit_fractional_gpus():
+    assert Resources.fit(16, 1, 1, 0.25).max_concurrent == 4
+    assert Resources.fit(2, 1, 1, 0.25).max_concurrent == 2  # the CPUs run out first
+    assert Resources.fit(16, 1, 1, 0.3).max_concurrent == 3
+    assert Resources.fit(16, 0, 2, 0).max_concurrent == 8
+    assert Resources.fit(16, 0, 1, 0, max_concurrent=3).max_concurrent == 3
+    assert "4 trials per GPU" in Resources.fit(16, 1, 1, 0.25).describe()
+    assert "exceeds the 0 GPUs available" in Resources.fit(2, 0, 1, 0.5).problem()
+    assert "exceeds the 2 CPUs available" in Resources.fit(2, 0, 4, 0).problem()
+    assert Resources.fit(2, 0, 1, 0).problem() is None
+
+
+def test_summary_shows_the_best_trial_per_model(space):
+    def result(variant, best, stop_reason, error=None):
+        metrics = {"val_loss": best + 1, "best_val_loss": best, "best_epoch": 3, "stop_reason": stop_reason,
+                   "diverged": False}
+        config = {"variant": variant, "prior": "gaussian", "lr": 0.001234, "seed": 3}
+        return SimpleNamespace(metrics=None if error else metrics, config=config, error=error)
+
+    text = summary([result("vrnn", 5.0, "completed"), result("vrnn", 4.0, None),
+                    result("srnn", 7.0, "early_stopped"), result("srnn", 0.0, None, error=RuntimeError())], space)
+    lines = text.splitlines()
+    assert lines[0].split() == ["model", "val_loss", "epoch", "trials", "prior", "student_df", "lr", "seed"]
+    assert lines[1].split() == ["vrnn", "4", "3", "2", "gaussian", "-", "0.00123", "3"]
+    assert lines[2].split()[:4] == ["srnn", "7", "3", "1"] and lines[3].split()[:2] == ["dkf", "-"]
+    assert lines[-1] == "4 trials: 1 completed, 1 early stopped, 1 stopped by asha, 1 failed"
+
+
+# ---------------------------------------------------------------- real searches (slow)
+
+@pytest.fixture(scope="module")
+def corpus():
+    """The built-in speech corpus (`python -m dvae.data.install asterisk`), prepared once."""
+    from dvae.data import DataError, prepare_corpus
+    cfg = load_space("vrnn_priors", "smoke").config(load_space("vrnn_priors", "smoke").variants[0])
+    try:
+        return prepare_corpus(cfg.data, progress=False)
+    except DataError as e:
+        pytest.skip(f"built-in corpus not available: {e}")
+
+
+@pytest.fixture
+def ray_env(tmp_path):
+    """An environment whose Ray keeps its files under a short private folder (socket paths
+    are limited to 107 characters), and a way to end every process started from it."""
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+           "PYTHONUNBUFFERED": "1"}
+    yield SimpleNamespace(env=env, storage=tmp_path / "experiments", ray_tmp=ray_tmp)
+    end_processes_under(ray_tmp)
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def end_processes_under(ray_tmp: Path) -> None:
+    """SIGKILLs the Ray processes of this test: those whose command line names its folder."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if str(ray_tmp) in cmdline:
+                try:
+                    os.kill(int(entry.name), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+def run_runner(args: list[str], ray_env, timeout: int = 240) -> subprocess.CompletedProcess:
+    run = subprocess.run([*RUNNER, *args, "--storage", str(ray_env.storage), "--no-dashboard"],
+                         cwd=ROOT, env=ray_env.env, capture_output=True, text=True, timeout=timeout)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
+    return run
+
+
+def study_trials(experiment: Path) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=experiment.name, storage=study_storage(experiment)).get_trials()
+
+
+def tune_trials(experiment: Path) -> list[dict]:
+    """Each trial's status and folder, as Tune's experiment state records them."""
+    from ray.tune import ExperimentAnalysis
+    return [{"status": t.status, "dir": Path(t.path)} for t in ExperimentAnalysis(str(experiment)).trials]
+
+
+def epochs_reported(trial_dir: Path) -> int:
+    lines = (trial_dir / "result.json").read_text().splitlines() if (trial_dir / "result.json").exists() else []
+    return max((json.loads(line)["training_iteration"] for line in lines), default=0)
+
+
+@pytest.mark.slow
+def test_smoke_search_with_asha_and_optuna(corpus, ray_env):
+    started = time.perf_counter()
+    run = run_runner(["--space", "vrnn_priors", "--budget", "smoke", "--name", "smoke"], ray_env)
+    print(f"smoke search: {time.perf_counter() - started:.0f} s")
+    experiment = ray_env.storage / "smoke"
+    assert (experiment / "optuna.db").is_file()
+    trials = study_trials(experiment)
+    assert len(trials) == 6 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert {t.params["prior"] for t in trials} == {"gaussian", "student_t"}
+    assert all(("student_df" in t.params) == (t.params["prior"] == "student_t") for t in trials)
+
+    tune = tune_trials(experiment)
+    assert len(tune) == 6 and all(t["status"] == "TERMINATED" for t in tune)
+    epochs = [epochs_reported(t["dir"]) for t in tune]
+    assert min(epochs) >= 1 and max(epochs) == 4 and min(epochs) < 4, epochs  # ASHA stopped some early
+    for t in tune:  # TensorBoard events and the checkpoint of every trial in the experiment folder
+        assert list((t["dir"] / "tb").glob("events.out.tfevents.*")), t["dir"]
+        assert (t["dir"] / "checkpoint" / "best.pt").is_file()
+
+    out = run.stdout
+    assert f"tensorboard --logdir {experiment}" in out and f"optuna-dashboard sqlite:///{experiment}/optuna.db" in out
+    assert "model  val_loss" in out and "6 trials:" in out and "stopped by asha" in out
+    assert f"python -m analysis.report {experiment}" in out
+
+
+@pytest.mark.slow
+def test_search_joins_a_running_cluster(corpus, ray_env):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    head = subprocess.Popen(["ray", "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1",
+                             "--num-cpus", "2", "--include-dashboard", "false", "--block"],
+                            cwd=ROOT, env={**ray_env.env, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        for line in head.stdout:  # `ray start --block` says so once the head node is up
+            if "Ray runtime started" in line:
+                break
+        else:
+            pytest.fail("ray start --head did not start")
+        run = run_runner(["--space", "vrnn_priors", "--budget", "smoke", "--name", "joined", "--num-samples", "3",
+                          "--address", f"127.0.0.1:{port}"], ray_env)
+    finally:
+        # `ray stop` would end every Ray instance of this user, other tests' too: end ours only
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait()
+    assert f"joined the Ray cluster at 127.0.0.1:{port}" in run.stdout
+    experiment = ray_env.storage / "joined"
+    assert len(study_trials(experiment)) == 3
+    assert [t["status"] for t in tune_trials(experiment)] == ["TERMINATED"] * 3
+
+
+@pytest.mark.slow
+def test_interrupted_search_resumes_with_every_trial_accounted_for(corpus, ray_env):
+    log = ray_env.storage.parent / "runner.log"
+    ray_env.storage.mkdir()
+    args = ["--space", "vrnn_priors", "--budget", "smoke", "--name", "resumed", "--num-samples", "6",
+            "--storage", str(ray_env.storage), "--no-dashboard"]
+    with open(log, "w") as out:
+        runner = subprocess.Popen([*RUNNER, *args], cwd=ROOT, env=ray_env.env, stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while "Checkpoint successfully created" not in log.read_text():  # the first trials have reported
+            assert runner.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+    finally:
+        os.killpg(runner.pid, signal.SIGKILL)
+        runner.wait()
+    end_processes_under(ray_env.ray_tmp)
+    experiment = ray_env.storage / "resumed"
+    before = study_trials(experiment)
+    assert 0 < len(before) < 6 or any(t.state == optuna.trial.TrialState.RUNNING for t in before)
+
+    run = run_runner(["--name", "resumed", "--resume"], ray_env)
+    assert "(resuming)" in run.stdout
+    print(f"resume: {run.stdout.count('resumed from')} trial(s) continued from their checkpoint, "
+          f"{sum(t.state == optuna.trial.TrialState.RUNNING for t in before)} study trial(s) were running at the kill")
+    tune = tune_trials(experiment)
+    assert len(tune) == 6 and all(t["status"] == "TERMINATED" for t in tune), tune
+    trials = study_trials(experiment)
+    states = [t.state for t in trials]
+    assert optuna.trial.TrialState.RUNNING not in states and optuna.trial.TrialState.WAITING not in states
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 6  # orphans of the kill, if any, are FAIL
+    assert all(epochs_reported(t["dir"]) >= 1 for t in tune)

@@ -1,0 +1,212 @@
+"""Search spaces: every shipped one is valid under every budget, every kind of mistake in a
+space file is reported with its file, field and what is allowed, and the runner refuses
+bad input (and shows a dry run) without starting Ray."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tune_runner
+from dvae.config import MODEL_NAMES, Config
+from dvae.spaces import BUDGETS, SpaceError, load_space, space_names
+
+ROOT = Path(__file__).resolve().parent.parent
+
+VALID = """
+description: a test space
+models: [vrnn, {srnn_gm: {model: srnn, ss_epochs: 5, generation_mode_eval: true}}]
+fixed: {max_utterances: 8, epochs: 10}
+search:
+  prior: {choice: [gaussian, student_t]}
+  student_df: {uniform: [2, 30], when: {prior: student_t}}
+  lr: {loguniform: [1e-4, 1e-2]}
+  z_dim: {int: [4, 64], log: true}
+seeds: [0, 1]
+asha: {max_t: 10, grace_period: 2, reduction_factor: 3}
+num_samples: 4
+budgets:
+  smoke: {epochs: 3, max_t: 3, grace_period: 1, num_samples: 2, seeds: [7]}
+  small: {}
+  full: {}
+"""
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def edit(old: str, new: str) -> str:
+    assert old in VALID
+    return VALID.replace(old, new)
+
+
+@pytest.mark.parametrize("budget", BUDGETS)
+@pytest.mark.parametrize("name", space_names())
+def test_every_shipped_space_loads(name, budget):
+    space = load_space(name, budget)
+    assert space.description and "\n" not in space.description
+    assert space.trials >= 1
+    for variant in space.variants:
+        cfg = space.config(variant)
+        assert cfg.model.name in MODEL_NAMES
+        if space.asha:
+            assert space.asha["max_t"] <= cfg.train.epochs
+    if budget == "smoke":  # minutes on two cores: tiny data, networks and runs
+        cfg = space.config(space.variants[0])
+        assert cfg.train.epochs <= 5 and cfg.model.h_dim <= 32 and space.trials <= 10
+        assert cfg.data.max_utterances or cfg.data.corpus == "mocap"
+
+
+def test_shipped_spaces_cover_the_brief():
+    assert {"vrnn_priors", "srnn_priors", "kl_warmup", "lr_schedule", "latent_size", "review_benchmark",
+            "mocap_motion"} <= set(space_names())
+    review = load_space("review_benchmark", "full")
+    assert [v.name for v in review.variants] == [*MODEL_NAMES, "srnn_tf_gm", "srnn_gm"]
+    assert not review.params and len(review.seeds) >= 2 and review.asha is None
+    gm = {v.name: review.config(v) for v in review.variants}
+    assert gm["srnn_tf_gm"].train.generation_mode_eval and gm["srnn_tf_gm"].train.ss_epochs == 0
+    assert gm["srnn_gm"].train.generation_mode_eval and gm["srnn_gm"].train.ss_epochs > 0
+    assert review.fixed["kl_warmup"] == "staircase" and review.fixed["z_dim"] == 16
+    for name in ("vrnn_priors", "srnn_priors"):
+        params = {p.name: p for p in load_space(name).params}
+        assert params["student_df"].when == ("prior", ("student_t",))
+        assert params["lr"].kind == "loguniform"
+    motion = load_space("mocap_motion")
+    assert motion.fixed["corpus"] == "mocap" and motion.fixed["likelihood"] == "gaussian"
+
+
+def test_a_valid_file_resolves_its_budget(tmp_path):
+    path = write(tmp_path, VALID)
+    full = load_space(path, "full")
+    assert full.trials == 8 and full.seeds == (0, 1)
+    assert [p.describe() for p in full.params][1:3] == [
+        "uniform [2, 30]  when prior in ['student_t']", "loguniform [0.0001, 0.01]"]  # YAML's 1e-4 is a string
+    assert full.variants[1].overrides == {"name": "srnn", "ss_epochs": 5, "generation_mode_eval": True}
+    smoke = load_space(path, "smoke")
+    assert smoke.fixed["epochs"] == 3 and smoke.asha == {"max_t": 3, "grace_period": 1, "reduction_factor": 3}
+    assert smoke.seeds == (7,) and smoke.trials == 2
+    cfg = smoke.config(smoke.variants[1], {"prior": "student_t", "student_df": 4.0})
+    assert isinstance(cfg, Config) and cfg.model.name == "srnn" and cfg.train.ss_epochs == 5
+
+
+# (text of the broken file, the field the error must name, what it must say is allowed)
+MISTAKES = {
+    "unknown top-level key": (VALID + "sampler: tpe\n", "sampler", "allowed: description, models, fixed"),
+    "unknown fixed field": (edit("fixed: {max_utterances: 8", "fixed: {zdim: 3, max_utterances: 8"),
+                            "fixed.zdim", "z_dim"),
+    "bad fixed value": (edit("epochs: 10}", "epochs: 10, features: wav}"), "fixed.features", "stft, mel"),
+    "unknown searched field": (edit("  lr: {loguniform", "  learning_rate: {loguniform"),
+                               "search.learning_rate", "valid fields"),
+    "unknown distribution": (edit("lr: {loguniform: [1e-4, 1e-2]}", "lr: {normal: [0.001, 0.1]}"),
+                             "search.lr.normal", "allowed: choice, uniform, loguniform, int"),
+    "two distributions": (edit("lr: {loguniform: [1e-4, 1e-2]}", "lr: {loguniform: [1e-4, 1e-2], uniform: [0, 1]}"),
+                          "search.lr", "exactly one distribution; choose one of choice, uniform, loguniform, int"),
+    "low >= high": (edit("z_dim: {int: [4, 64]", "z_dim: {int: [64, 4]"), "search.z_dim.int", "must be below"),
+    "loguniform low <= 0": (edit("lr: {loguniform: [1e-4, 1e-2]}", "lr: {loguniform: [0, 1e-2]}"),
+                            "search.lr.loguniform", "low > 0"),
+    "choice not allowed": (edit("[gaussian, student_t]", "[gaussian, cauchy]"),
+                           "search.prior.choice", "'cauchy' is not allowed; choose one of gaussian, student_t"),
+    "choice out of range": (edit("search:\n", "search:\n  dropout: {choice: [0.1, 2.0]}\n"),
+                            "search.dropout.choice", "<= 0.9"),
+    "uniform on an int field": (edit("z_dim: {int: [4, 64], log: true}", "z_dim: {uniform: [4, 64]}"),
+                                "search.z_dim.uniform", "use int"),
+    "condition on an unknown parameter": (edit("when: {prior: student_t}", "when: {priors: student_t}"),
+                                          "search.student_df.when.priors", "one of: prior"),
+    "condition on an unknown value": (edit("when: {prior: student_t}", "when: {prior: laplace}"),
+                                      "search.student_df.when.prior", "gaussian, student_t"),
+    "searched and fixed": (edit("epochs: 10}", "epochs: 10, lr: 0.001}"), "search.lr", "either searched or fixed"),
+    "unknown model": (edit("models: [vrnn,", "models: [vrnnn,"), "models[0]", ", ".join(MODEL_NAMES)),
+    "variant of an unknown model": (edit("model: srnn,", "model: srn,"), "models.srnn_gm.model",
+                                    ", ".join(MODEL_NAMES)),
+    "missing budget": (edit("  small: {}\n", ""), "budgets", "required: smoke, small, full"),
+    "unknown budget key": (edit("smoke: {epochs: 3,", "smoke: {epoch: 3,"), "budgets.smoke.epoch",
+                           "num_samples, seeds, max_t"),
+    "bad budget value": (edit("smoke: {epochs: 3,", "smoke: {epochs: 0,"), "budgets.smoke.epochs", ">= 1"),
+    "grace period above max_t": (edit("grace_period: 2,", "grace_period: 20,"), "asha.grace_period", "<= max_t"),
+    "max_t above epochs": (edit("max_t: 10,", "max_t: 50,"), "asha.max_t", "max_t must be <= epochs"),
+    "reduction factor": (edit("reduction_factor: 3}", "reduction_factor: 1}"), "asha.reduction_factor",
+                         "a number above 1"),
+    "bad seeds": (edit("seeds: [0, 1]", "seeds: [0, 0]"), "seeds", "distinct non-negative integers"),
+    "no num_samples with a search": (edit("num_samples: 4\n", ""), "num_samples", "a positive integer"),
+    "two-line description": (edit("description: a test space", "description: |\n  two\n  lines"),
+                             "description", "one line"),
+}
+
+
+@pytest.mark.parametrize("case", MISTAKES)
+def test_each_mistake_names_file_field_and_what_is_allowed(tmp_path, case):
+    text, field, allowed = MISTAKES[case]
+    path = write(tmp_path, text)
+    with pytest.raises(SpaceError) as error:
+        load_space(path, "full" if "smoke" not in field else "smoke")
+    message = str(error.value)
+    assert message.startswith(f"{path}: {field}: "), message
+    assert allowed in message, message
+
+
+def test_unknown_space_and_budget_list_the_valid_ones(tmp_path):
+    with pytest.raises(SpaceError, match="unknown space 'nope'; valid spaces: .*vrnn_priors"):
+        load_space("nope")
+    with pytest.raises(SpaceError, match="unknown budget 'huge'; choose one of smoke, small, full"):
+        load_space("vrnn_priors", "huge")
+    with pytest.raises(SpaceError, match="not valid YAML"):
+        load_space(write(tmp_path, "description: [unclosed"))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--space", "nope"], "unknown space 'nope'; valid spaces: kl_warmup, latent_size"),
+    (["--space", "vrnn_priors", "--gpus-per-trial", "-1"], "--gpus-per-trial must be 0 or more"),
+    (["--space", "vrnn_priors", "--cpus-per-trial", "0"], "--cpus-per-trial must be above 0"),
+    (["--name", "ghost", "--resume"], "no experiment to resume at"),
+    (["--resume", "--space", "vrnn_priors"], "--resume needs --name"),
+    ([], "--space is required"),
+])
+def test_bad_input_is_refused_with_one_message(tmp_path, capsys, argv, message):
+    assert tune_runner.main([*argv, "--storage", str(tmp_path)]) == 2
+    out = capsys.readouterr()
+    assert message in out.err and out.err.count("\n") == 1, out.err
+
+
+def test_storage_that_is_not_writable_is_refused(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert tune_runner.main(["--space", "vrnn_priors", "--storage", str(blocker / "experiments")]) == 2
+    assert "is not writable" in capsys.readouterr().err
+
+
+def test_an_existing_experiment_is_not_overwritten(tmp_path, capsys):
+    (tmp_path / "taken").mkdir()
+    assert tune_runner.main(["--space", "vrnn_priors", "--name", "taken", "--storage", str(tmp_path)]) == 2
+    assert "already exists; continue it with --resume --name taken" in capsys.readouterr().err
+
+
+def test_list_shows_every_space_with_its_description(capsys):
+    assert tune_runner.main(["--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == space_names()
+    assert all(len(line.split(maxsplit=1)) == 2 for line in lines)
+
+
+def test_dry_run_shows_fractional_gpus_without_gpus_and_starts_no_ray(tmp_path):
+    ray_tmp = tmp_path / "raytmp"
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "RAY_TMPDIR": str(ray_tmp)}
+    # ray.init is replaced by a tripwire: a dry run must never reach it
+    code = ("import sys, ray; ray.init = lambda *a, **k: sys.exit('ray.init was called'); "
+            "import tune_runner; sys.exit(tune_runner.main(sys.argv[1:]))")
+    run = subprocess.run([sys.executable, "-c", code, "--space", "vrnn_priors", "--budget", "smoke", "--dry-run",
+                          "--gpus-per-trial", "0.25", "--storage", str(tmp_path / "exp")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    assert "1 CPU and 0.25 GPU per trial, 4 trials per GPU" in out, out
+    assert "0 GPUs available" in out and "no trial could start on this machine" in out
+    for expected in ("budget smoke", "student_df: FloatDistribution", "only when prior in ['student_t']",
+                     "ASHA on training_iteration", "6 configurations x 1 seed(s) = 6 trials", "fixed       corpus=asterisk"):
+        assert expected in out, out
+    assert not ray_tmp.exists() and not (tmp_path / "exp").exists()
