@@ -184,14 +184,17 @@ def train(cfg: Config, run_dir: str | Path, *, corpus=None, on_epoch: OnEpoch | 
             lr = optimizer.param_groups[0]["lr"]
             generator = torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch)
             fit = train_epoch(model, train_windows, optimizer, cfg, beta, ss, generator, device)
-            val = validate(model, valid_windows, cfg, device)
+            diverged = not math.isfinite(fit["loss"])
+            # a diverged epoch reports NaN, so that a search counts the trial as failed
+            val = dict.fromkeys(("val_loss", "val_recon", "val_kl"), math.nan) if diverged \
+                else validate(model, valid_windows, cfg, device)
             if cfg.train.lr_schedule == "plateau":
                 scheduler.step(val["val_loss"])
             else:
                 scheduler.step()
             loop["epoch"] = epoch + 1
 
-            if not all(math.isfinite(v) for v in (*fit.values(), *val.values())):
+            if diverged or not math.isfinite(val["val_loss"]):
                 loop["stop_reason"] = f"diverged at epoch {epoch + 1}"
             elif val["val_loss"] < loop["best_val_loss"]:
                 loop.update(best_val_loss=val["val_loss"], best_epoch=epoch + 1, bad_epochs=0)

@@ -149,6 +149,7 @@ def test_divergence_stops_the_run_with_a_clear_reason(corpus, tmp_path):
     summary = training.train(cfg, tmp_path, corpus=corpus, log=lambda s: None)
     assert summary["stop_reason"].startswith("diverged at epoch ")
     assert summary["epochs_run"] < 20 and summary["final"]["diverged"]
+    assert math.isnan(summary["final"]["val_loss"])  # what a search sees: a failed trial, not a value
     best = load_checkpoint(tmp_path / "checkpoint/last.pt")["best_model"]
     assert all(torch.isfinite(v).all() for v in best.values() if v.is_floating_point())
     assert math.isfinite(summary["best_val_loss"]) or summary["best_epoch"] == 0
