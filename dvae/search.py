@@ -94,13 +94,23 @@ class OptunaSpace:
 
 
 class StudySearch(OptunaSearch):
-    """OptunaSearch that accepts results for a trial the study has already closed.
+    """OptunaSearch that records diverged trials as failed, and accepts results for a
+    trial the study has already closed.
 
-    That happens after --resume: a trial that ended (ASHA stop or completion) after
-    Tune's last snapshot but before the interruption is resumed by Tune and reports
-    again, while the study already holds its outcome. The outcome stands; the late
+    A diverged trial's last val_loss is NaN, which OptunaSearch would try to tell as a
+    value; Optuna refuses it and the trial would stay RUNNING in the study forever.
+
+    A closed trial reports again after --resume: a trial that ended (ASHA stop or
+    completion) after Tune's last snapshot but before the interruption is resumed by
+    Tune, while the study already holds its outcome. The outcome stands; the late
     results are only not written to the study (Tune still records them).
     """
+
+    def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
+        value = (result or {}).get(METRIC)
+        if value is not None and not math.isfinite(value):
+            result, error = None, True
+        super().on_trial_complete(trial_id, result, error)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         try:
