@@ -1,6 +1,7 @@
 """What every DVAE shares: prior family, likelihood, the ELBO, noise and feedback draws."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -41,6 +42,9 @@ class DVAE(nn.Module):
     # True for models whose generative recursion reads x_{t-1} (STORN, VRNN, SRNN): they can
     # run in generation mode, feeding back their own output instead of the data.
     reads_previous_x = False
+    # The methods that run one frame of a recursion that needs the sampled z: `compile_steps`
+    # compiles them. Everything else already runs over whole sequences.
+    step_methods: tuple[str, ...] = ()
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -78,6 +82,18 @@ class DVAE(nn.Module):
         fx = self.zeros(batch, n_frames, self.cfg.dense_dim)
         return fx, torch.ones(batch, n_frames, 1, dtype=torch.bool, device=fx.device)
 
+    def compile_steps(self, mode: str | None = None) -> "DVAE":
+        """Runs the per-frame step methods under torch.compile, which fuses each step's small
+        elementwise operations (forward and backward) into a few kernels. That pays where a
+        step is launch-bound (GPU); on a CPU the steps' matrix products dominate and compiling
+        (tens of seconds) did not pay in benchmarks/bench_step.py, so it is off by default.
+        `mode` is torch.compile's ("reduce-overhead" adds CUDA graphs). A step that fails to
+        compile warns and runs eagerly."""
+        torch._dynamo.config.allow_rnn = True  # steps read nn.LSTM weights (they never call the module)
+        for name in self.step_methods:
+            setattr(self, name, CompiledStep(getattr(self, name), mode))
+        return self
+
     def forward(self, x: torch.Tensor, feedback_prob: float = 0.0) -> DVAEOutput:
         raise NotImplementedError
 
@@ -94,3 +110,19 @@ class DVAE(nn.Module):
         their posterior latents, then the model continues on its own from that state.
         """
         raise NotImplementedError
+
+
+class CompiledStep:
+    """A step function under torch.compile, falling back to eager if compiling it fails."""
+
+    def __init__(self, step, mode: str | None = None):
+        self.eager, self.compiled = step, torch.compile(step, mode=mode)
+
+    def __call__(self, *args):
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args)
+            except Exception as error:  # compile errors surface at the first call of each shape
+                warnings.warn(f"torch.compile of {self.eager.__name__} failed, running it eagerly: {error!r:.300}")
+                self.compiled = None
+        return self.eager(*args)

@@ -39,6 +39,8 @@ class GatedTransition(nn.Module):
 
 
 class DKF(DVAE):
+    step_methods = ("q_step",)
+
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)
         D, Z, H, M = cfg.x_dim, cfg.z_dim, cfg.h_dim, cfg.dense_dim
@@ -49,14 +51,18 @@ class DKF(DVAE):
         self.transition = GatedTransition(Z, M)
         self.decoder = mlp(Z, M, D, dropout=cfg.dropout)
 
+    def q_step(self, g, eps, z_prev):
+        """One frame of q: the combiner reads z_{t-1} and g_t and gives z_t."""
+        mean, logvar = self.combiner_head(0.5 * (torch.tanh(self.combiner_z(z_prev)) + g))
+        return reparameterise(mean, logvar, eps), mean, logvar
+
     def posterior(self, x, eps):
         """Runs q: z_t from z_{t-1} and the backward summary g_t of x_{t:T}."""
         g = self.rnn_g(self.phi_x(self.likelihood.features(x)).flip(1))[0].flip(1)
         z_prev = eps.new_zeros(eps.shape[0], eps.shape[2])
         means, logvars, zs = [], [], []
-        for t in range(x.shape[1]):
-            mean, logvar = self.combiner_head(0.5 * (torch.tanh(self.combiner_z(z_prev)) + g[:, t]))
-            z_prev = reparameterise(mean, logvar, eps[:, t])
+        for g_t, eps_t in zip(g.unbind(1), eps.unbind(1)):  # unbind: a slice [:, t] would cost a sequence-sized gradient
+            z_prev, mean, logvar = self.q_step(g_t, eps_t, z_prev)
             means.append(mean), logvars.append(logvar), zs.append(z_prev)
         return torch.stack(means, 1), torch.stack(logvars, 1), torch.stack(zs, 1)
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from .base import DVAE, DVAEOutput
-from .layers import GaussianHead, mlp, reparameterise, shift_right, step
+from .layers import GaussianHead, last_state, lstm_step, mlp, reparameterise, shift_right
 
 
 class DSAE(DVAE):
@@ -66,11 +66,11 @@ class DSAE(DVAE):
         else:
             latents = self(prime).latents
             v, z_seen = latents["v"], latents["z"]
-            state = self.rnn_prior(shift_right(z_seen))[1]
+            state = last_state(self.rnn_prior(shift_right(z_seen))[1])
             z_prev = z_seen[:, -1]
         zs = []
         for _ in range(n_frames):
-            h, state = step(self.rnn_prior, z_prev, state)
-            z_prev = self.prior.sample(*self.prior_head(h))
+            state = lstm_step(self.rnn_prior, z_prev, state)
+            z_prev = self.prior.sample(*self.prior_head(state[0]))
             zs.append(z_prev)
         return self.likelihood.mean(self.decode(None, torch.stack(zs, 1), v))

@@ -54,7 +54,7 @@ class ItakuraSaito(Likelihood):
     def nll(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """-log p(x_t | ·) per frame, summed over features: (batch, time)."""
         logvar = self.log_variance(out)
-        return (x * torch.exp(-logvar) + logvar + math.log(math.pi)).sum(-1)
+        return (x * torch.exp(-logvar) + logvar).sum(-1) + x.shape[-1] * math.log(math.pi)  # log π once per frame
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         return torch.exp(self.log_variance(out))

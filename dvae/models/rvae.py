@@ -7,7 +7,8 @@ Inference model:   q(z_t | ·) = N(z_t; μ_φ([g^x_t, g^z_t]), diag σ²_φ(·))
     causal:      q(z_{1:T} | x_{1:T}) = ∏_t q(z_t | z_{1:t-1}, x_{1:t}),  g^x_t = forward-RNN(x_{1:t})
     non-causal:  q(z_{1:T} | x_{1:T}) = ∏_t q(z_t | z_{1:t-1}, x_{1:T}),  g^x_t = bidirectional-RNN(x_{1:T})
 
-The RNNs over x and the decoder's RNN over z run in one call; only g^z steps with z.
+The RNNs over x and the decoder's RNN over z run in one call, as does g^x's share of q's first
+layer; only g^z steps with z.
 """
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from torch import nn
 
 from ..config import ModelConfig
 from .base import DVAE, DVAEOutput
-from .layers import GaussianHead, mlp, reparameterise, step
+from .layers import GaussianHead, after_first_layer, lstm_step, mlp, reparameterise, split_first_layer
 
 
 class RVAE(DVAE):
+    step_methods = ("q_step",)
+
     def __init__(self, cfg: ModelConfig, causal: bool):
         super().__init__(cfg)
         D, Z, H, M = cfg.x_dim, cfg.z_dim, cfg.h_dim, cfg.dense_dim
@@ -32,16 +35,23 @@ class RVAE(DVAE):
         self.rnn_dec = nn.LSTM(Z, H, batch_first=True, bidirectional=not causal)
         self.decoder = mlp(directions * H, M, D, dropout=cfg.dropout)
 
+    def q_step(self, q_x, eps, z_prev, state, w_gz):
+        """One frame of q: g^z_t over z_{t-1}, then z_t ~ q(z_t | g^x_t, g^z_t), given `q_x`, g^x_t's
+        share of q's first layer, and `w_gz`, the block of that layer's weight that multiplies g^z_t.
+        Returns z_t, q's mean and log-variance, and g^z's state."""
+        state = lstm_step(self.rnn_gz, z_prev, state)
+        mean, logvar = after_first_layer(self.encoder, torch.addmm(q_x, state[0], w_gz.t()))
+        return reparameterise(mean, logvar, eps), mean, logvar, state
+
     def forward(self, x, feedback_prob=0.0):
         eps = self.noise(x)
         self.feedback_mask(x, feedback_prob)
         gx = self.rnn_gx(self.phi_x(self.likelihood.features(x)))[0]
+        q_x, w_gz = split_first_layer(self.encoder, gx)  # g^x's share: one matrix product over all frames
         z_prev, state = eps.new_zeros(eps.shape[0], eps.shape[2]), None
         zs, means, logvars = [], [], []
-        for t in range(x.shape[1]):
-            gz, state = step(self.rnn_gz, z_prev, state)
-            mean, logvar = self.encoder(torch.cat([gx[:, t], gz], -1))
-            z_prev = reparameterise(mean, logvar, eps[:, t])
+        for q_x_t, eps_t in zip(q_x.unbind(1), eps.unbind(1)):  # unbind: a slice [:, t] would cost a sequence-sized gradient
+            z_prev, mean, logvar, state = self.q_step(q_x_t, eps_t, z_prev, state, w_gz)
             zs.append(z_prev), means.append(mean), logvars.append(logvar)
         z, q_mean, q_logvar = torch.stack(zs, 1), torch.stack(means, 1), torch.stack(logvars, 1)
         return DVAEOutput(self.decode(x, z), self.prior.kl(q_mean, q_logvar, z), {"z": z})

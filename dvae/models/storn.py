@@ -15,7 +15,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from .base import DVAE, DVAEOutput
-from .layers import GaussianHead, mlp, reparameterise, shift_right, step
+from .layers import GaussianHead, last_state, lstm_step, mlp, reparameterise, shift_right
 
 
 class STORN(DVAE):
@@ -48,10 +48,10 @@ class STORN(DVAE):
         where `mask` (batch, time, 1) is set, and its own previous output there."""
         fx_prev = z.new_zeros(z.shape[0], self.cfg.dense_dim) if fx_prev is None else fx_prev
         outs = []
-        for t in range(z.shape[1]):
-            h, state = step(self.rnn_h, torch.cat([fx_prev, z[:, t]], -1), state)
-            outs.append(self.decoder(h))
-            fx_prev = self.feed(outs[-1], self.phi_x, fx[:, t], mask[:, t])
+        for z_t, fx_t, mask_t in zip(z.unbind(1), fx.unbind(1), mask.unbind(1)):  # not [:, t]: see VRNN.recur
+            state = lstm_step(self.rnn_h, torch.cat([fx_prev, z_t], -1), state)
+            outs.append(self.decoder(state[0]))
+            fx_prev = self.feed(outs[-1], self.phi_x, fx_t, mask_t)
         return torch.stack(outs, 1)
 
     @torch.no_grad()
@@ -61,7 +61,7 @@ class STORN(DVAE):
             fx = self.phi_x(self.likelihood.features(prime))
             q_mean, q_logvar = self.encoder(self.rnn_g(fx)[0])
             z = reparameterise(q_mean, q_logvar, self.noise(prime))
-            state = self.rnn_h(torch.cat([shift_right(fx), z], -1))[1]
+            state = last_state(self.rnn_h(torch.cat([shift_right(fx), z], -1))[1])
             fx_prev = fx[:, -1]
         zeros = self.zeros(batch, n_frames, self.cfg.z_dim)
         z = self.prior.sample(zeros, zeros)

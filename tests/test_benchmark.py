@@ -1,0 +1,106 @@
+"""The step benchmark and its plain references: same function as the fast models, valid output.
+
+Fast checks only: tiny sizes, no wall-clock assertions (the targets are the benchmark's to report).
+"""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `benchmarks` is not an installed package
+
+from benchmarks import bench_step  # noqa: E402
+from benchmarks.reference_models import build_reference  # noqa: E402
+from dvae.config import MODEL_NAMES, ModelConfig  # noqa: E402
+from dvae.models import build_model  # noqa: E402
+from dvae.models.base import CompiledStep  # noqa: E402
+
+TINY = dict(x_dim=12, z_dim=3, h_dim=16, dense_dim=16, v_dim=3, likelihood="itakura_saito")
+TINY_ARGS = ["--batch", "4", "--x-dim", "12", "--z-dim", "3", "--h-dim", "8", "--dense-dim", "8",
+             "--reps", "2", "--warmup", "1", "--sgemm-size", "64"]
+
+
+def batch(seed=1):
+    return torch.randn(4, 9, 12, generator=torch.Generator().manual_seed(seed)).exp()
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_reference_computes_the_fast_models_loss_and_gradients(name):
+    cfg = ModelConfig(name=name, **TINY)
+    torch.manual_seed(0)
+    fast = build_model(cfg)
+    torch.manual_seed(5)  # other initial weights: the reference takes the fast model's state dict
+    reference = build_reference(cfg)
+    reference.load_state_dict(fast.state_dict())
+    assert [(k, v.shape) for k, v in fast.state_dict().items()] == [(k, v.shape) for k, v in reference.state_dict().items()]
+    x = batch()
+    torch.manual_seed(3)
+    a = fast.loss(x, kl_weight=0.7)
+    torch.manual_seed(3)  # the same noise
+    b = reference.loss(x, kl_weight=0.7)
+    torch.testing.assert_close(a.total, b.total, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a.kl, b.kl, rtol=1e-5, atol=1e-5)
+    a.total.backward()
+    b.total.backward()
+    for (key, p), q in zip(fast.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=key)
+
+
+def test_lstm_flops_are_added_by_the_formula():
+    cfg = ModelConfig(name="storn", **TINY)
+    model, x = build_model(cfg), batch()
+    counted, lstm = bench_step.count_flops(model, x, amp=None)
+    B, T, H, M, Z = 4, 9, 16, 16, 3
+    forward = 2 * B * T * 4 * H * (M + H) + 2 * B * T * 4 * H * (M + Z + H)  # rnn_g over φx, rnn_h over [φx, z]
+    assert lstm == 3 * forward  # forward, and twice that backward
+    assert counted > 0  # the linear layers, seen by FlopCounterMode
+    assert all(p.grad is None for p in model.parameters())  # counting leaves no gradients behind
+
+
+def test_benchmark_writes_the_table_and_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    bench_step.main([*TINY_ARGS, "--models", "vrnn", "dkf", "--frames", "6", "12", "--in-process", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert "speed-up" in capsys.readouterr().out
+    assert result["device"] == "cpu" and result["sizes"]["batch"] == 4
+    assert [(r["model"], r["frames"]) for r in result["rows"]] == [("vrnn", 6), ("vrnn", 12), ("dkf", 6), ("dkf", 12)]
+    for row in result["rows"]:
+        for key in ("step_ms", "reference_step_ms", "speedup", "flops", "flops_counted", "flops_lstm_analytic",
+                    "achieved_gflops", "matmul_gflops", "matmul_fraction", "threads"):
+            assert isinstance(row[key], (int, float)) and row[key] >= 0, key
+        assert row["flops"] == row["flops_counted"] + row["flops_lstm_analytic"] > 0
+        assert row["peak_mem_mb"] is None  # not measured in-process
+    targets = {(c["model"], c["target"].split()[0]) for c in result["targets"]}
+    assert ("vrnn", "speedup") in targets and ("dkf", "matmul_fraction") in targets
+    assert all(isinstance(c["holds"], bool) for c in result["targets"])
+
+
+def test_benchmark_measures_peak_memory_in_a_fresh_process(tmp_path):
+    out = tmp_path / "bench.json"
+    bench_step.main([*TINY_ARGS, "--models", "srnn", "--frames", "6", "--out", str(out)])
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["model"] == "srnn" and row["peak_mem_mb"] is not None and row["peak_mem_mb"] >= 0
+
+
+def test_a_step_that_fails_to_compile_runs_eagerly(monkeypatch):
+    def broken_compile(fn, **kwargs):
+        def compiled(*args):
+            raise RuntimeError("no compiler here")
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    torch.manual_seed(0)
+    eager = build_model(dict(TINY, name="vrnn"))
+    torch.manual_seed(0)
+    compiled = build_model(dict(TINY, name="vrnn")).compile_steps()
+    assert isinstance(compiled.q_step, CompiledStep)
+    x = batch()
+    torch.manual_seed(3)
+    with pytest.warns(UserWarning, match="running it eagerly"):
+        b = compiled.loss(x)
+    torch.manual_seed(3)
+    a = eager.loss(x)
+    assert torch.equal(a.total, b.total)
+    assert compiled.q_step.compiled is None  # it stays eager, without retrying every step
