@@ -84,6 +84,8 @@ class TrainConfig(_Section):
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     num_threads: int = field(default=0, metadata=_range(0))  # torch CPU threads; 0 = leave as is
+    compile: bool = False  # torch.compile the per-frame step loops (pays on GPU; did not on CPU)
+    amp: Literal["off", "bf16"] = "off"  # bfloat16 autocast of forward and loss (for GPUs)
     media_every: int = field(default=5, metadata=_range(0))  # TensorBoard image/audio every N epochs; 0 = never
 
 

@@ -51,12 +51,18 @@ def training_sample(windows: np.ndarray, n: int = 512) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(windows[idx], dtype=np.float32))
 
 
+def autocast(cfg: Config, device):
+    """bf16 autocast of forward and loss when asked for; the backward pass follows it."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.amp == "bf16")
+
+
 def train_epoch(model: DVAE, windows, optimizer, cfg: Config, beta: float, ss_prob: float, generator, device) -> dict:
     model.train()
     sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
     n = 0
     for x in batches(windows, cfg.train.batch_size, generator):
-        loss = model.loss(x.to(device), kl_weight=beta, feedback_prob=ss_prob)
+        with autocast(cfg, device):
+            loss = model.loss(x.to(device), kl_weight=beta, feedback_prob=ss_prob)
         parts = {"loss": loss.total.item(), "recon": loss.recon.item(), "kl": loss.kl.item()}
         if not math.isfinite(parts["loss"]):
             return parts  # diverged: stop before the update spreads NaN into the weights
@@ -83,7 +89,8 @@ def validate(model: DVAE, windows, cfg: Config, device) -> dict:
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(cfg.train.seed)
         for x in batches(windows, cfg.train.batch_size):
-            loss = model.loss(x.to(device), kl_weight=1.0, feedback_prob=ss)
+            with autocast(cfg, device):
+                loss = model.loss(x.to(device), kl_weight=1.0, feedback_prob=ss)
             recon += loss.recon.item() * len(x)
             kl += loss.kl.item() * len(x)
             n += len(x)
@@ -156,6 +163,8 @@ def train(cfg: Config, run_dir: str | Path, *, corpus=None, on_epoch: OnEpoch | 
     model = build_model(cfg.model)
     model.likelihood.standardise(training_sample(train_windows))
     model.to(device)
+    if cfg.train.compile:
+        model.compile_steps()
     optimizer_cls = torch.optim.AdamW if cfg.train.optimizer == "adamw" else torch.optim.Adam
     optimizer = optimizer_cls(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     scheduler = lr_schedule(optimizer, cfg.train)

@@ -171,3 +171,10 @@ def test_a_truncated_last_checkpoint_falls_back_to_the_best_one(corpus, tmp_path
     resumed = training.train(cfg, tmp_path / "cut", corpus=corpus, resume_from=last.parent, log=lines.append)
     assert lines[0].startswith("skipping cannot read checkpoint") and "best.pt" in lines[1]
     assert resumed["final"]["val_loss"] == whole["final"]["val_loss"]
+
+
+def test_bf16_autocast_trains_and_lowers_the_loss(corpus, tmp_path):
+    history = []
+    training.train(tiny(name="srnn", epochs=3, lr=3e-3, amp="bf16"), tmp_path, corpus=corpus,
+                   on_epoch=lambda m, d: history.append(m["val_loss"]), log=lambda s: None)
+    assert all(math.isfinite(v) for v in history) and history[-1] < history[0]
