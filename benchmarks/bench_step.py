@@ -35,15 +35,18 @@ teacher forcing and KL weight 1. Each (model, length) runs in a fresh Python pro
   it is an upper bound on what the step itself needs. CUDA: torch.cuda.max_memory_allocated
   over the warm-up steps, less what was allocated before them.
 
-- page faults per step (ru_minflt): memory that the step maps and touches afresh. With glibc's
-  defaults, large tensors are mapped anew at every step; --malloc reuse keeps freed memory
-  in the heap instead (mallopt M_MMAP_MAX=0, M_TRIM_THRESHOLD=2 GiB, the same as running
-  with MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647).
+- page faults per step (ru_minflt): memory that the step maps and touches afresh. Like the
+  trainer (dvae.training.keep_freed_memory), the benchmark keeps freed memory in glibc's heap
+  (mallopt M_MMAP_MAX=0, M_TRIM_THRESHOLD=2 GiB); --malloc glibc measures glibc's defaults,
+  under which large tensors are mapped anew at every step.
+- speed-up ceiling: the reference's step time over the time the step's FLOPs would take at
+  the full sgemm rate. No implementation of the same model beats it; where a speed-up target
+  lies above it, the target cannot hold on that machine.
 
 Options: --frames 50 200, --batch 128, --reps 10, --warmup 3, --threads N (CPU threads;
 default torch's), --compile (the fast models' step loops under torch.compile; --compile-mode
 reduce-overhead adds CUDA graphs; the warm-up time, compiling included, is in the JSON), --amp bf16
-(bfloat16 autocast of forward and loss; the sgemm rate stays float32), --malloc reuse,
+(bfloat16 autocast of forward and loss; the sgemm rate stays float32), --malloc glibc,
 --in-process (no fresh process per model: quicker, but CPU peak memory is then not
 measured), and the model sizes (--x-dim, --z-dim, --h-dim, --dense-dim) for quick checks. The targets (every model at
 half the sgemm rate or above on CPU; VRNN 2.5x and DKF, SRNN, RVAE 1.3x faster than their
@@ -52,8 +55,6 @@ references; 200 frames at most 4.4x the time of 50) are checked and reported, no
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import json
 import os
 import platform
@@ -69,6 +70,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dvae.config import MODEL_NAMES, ModelConfig
 from dvae.models import build_model
+from dvae.training import keep_freed_memory
 
 from .reference_models import build_reference
 
@@ -138,16 +140,6 @@ def count_flops(model, x, amp: str | None) -> tuple[int, int]:
     return counter.get_total_flops(), lstm_flops
 
 
-def reuse_freed_memory() -> None:
-    """Makes glibc serve every allocation from its heap and keep what is freed. By default it
-    maps large blocks afresh (and hands freed ones back), so each step's big tensors fault in
-    new zeroed pages: hundreds of MB per step at these sizes. Process-wide; see --malloc."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"))
-    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # from <malloc.h>
-    libc.mallopt(M_MMAP_MAX, 0)
-    libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
-
-
 def page_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
@@ -160,7 +152,7 @@ def measure(name: str, frames: int, args) -> dict:
     """Every figure for one model at one length (run in a fresh process unless --in-process)."""
     device = torch.device(args.device)
     if args.malloc == "reuse":
-        reuse_freed_memory()
+        keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = ModelConfig(name=name, x_dim=args.x_dim, z_dim=args.z_dim, h_dim=args.h_dim, dense_dim=args.dense_dim,
@@ -215,6 +207,9 @@ def measure(name: str, frames: int, args) -> dict:
         "flops": flops, "flops_counted": flops_counted, "flops_lstm_analytic": flops_lstm,
         "achieved_gflops": flops / step_s / 1e9, "matmul_gflops": matmul_rate / 1e9,
         "matmul_fraction": flops / step_s / matmul_rate,
+        "reference_matmul_fraction": flops / ref_s / matmul_rate,
+        # the speed-up of a step doing the same FLOPs at the full sgemm rate: no faster model can beat it
+        "speedup_ceiling": ref_s * matmul_rate / flops,
         "peak_mem_mb": None if peak_mem is None else peak_mem / 2**20,
         "page_faults_per_step": faults["fast"] / args.reps, "reference_page_faults_per_step": faults["reference"] / args.reps,
         "threads": torch.get_num_threads(), "load_before": load_before, "load_after": os.getloadavg()[0],
@@ -252,13 +247,14 @@ def check_targets(rows: list[dict], device: str) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     head = (f"{'model':<15}{'T':>5}{'step ms':>10}{'ref ms':>10}{'speed-up':>10}{'GFLOP':>8}"
-            f"{'GFLOP/s':>9}{'of sgemm':>10}{'peak MB':>9}{'faults MB':>10}{'load':>6}")
+            f"{'GFLOP/s':>9}{'of sgemm':>10}{'ref':>6}{'ceiling':>9}{'peak MB':>9}{'faults MB':>10}{'load':>6}")
     lines = [head, "-" * len(head)]
     for r in rows:
         mem = "-" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}"
         lines.append(f"{r['model']:<15}{r['frames']:>5}{r['step_ms']:>10.1f}{r['reference_step_ms']:>10.1f}"
                      f"{r['speedup']:>9.2f}x{r['flops'] / 1e9:>8.2f}{r['achieved_gflops']:>9.1f}"
-                     f"{100 * r['matmul_fraction']:>9.0f}%{mem:>9}{r['page_faults_per_step'] * resource.getpagesize() / 2**20:>10.0f}"
+                     f"{100 * r['matmul_fraction']:>9.0f}%{100 * r['reference_matmul_fraction']:>5.0f}%"
+                     f"{r['speedup_ceiling']:>8.2f}x{mem:>9}{r['page_faults_per_step'] * resource.getpagesize() / 2**20:>10.0f}"
                      f"{r['load_before']:>6.1f}")
     return "\n".join(lines)
 
@@ -280,8 +276,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--compile-mode", default=None, help="torch.compile's mode, e.g. reduce-overhead (CUDA graphs)")
     p.add_argument("--amp", choices=["bf16"], default=None)
-    p.add_argument("--malloc", choices=["glibc", "reuse"], default="glibc",
-                   help="reuse: glibc keeps freed memory instead of faulting in fresh pages every step")
+    p.add_argument("--malloc", choices=["reuse", "glibc"], default="reuse",
+                   help="reuse (as the trainer does): glibc keeps freed memory; glibc: its defaults, "
+                        "which fault in fresh pages every step")
     p.add_argument("--in-process", action="store_true")
     p.add_argument("--out", default=None)
     p.add_argument("--child", nargs=2, metavar=("MODEL", "FRAMES"), help=argparse.SUPPRESS)

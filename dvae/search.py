@@ -210,8 +210,8 @@ def study_storage(experiment_dir: Path) -> str:
     return f"sqlite:///{experiment_dir / OPTUNA_DB}"
 
 
-def build_tuner(space: Space, experiment_dir: Path, resources: Resources) -> tune.Tuner:
-    """A new experiment in `experiment_dir` (storage folder / name)."""
+def build_tuner(space: Space, experiment_dir: Path, resources: Resources, callbacks=None) -> tune.Tuner:
+    """A new experiment in `experiment_dir` (storage folder / name); `callbacks`: Tune callbacks."""
     searcher = StudySearch(
         OptunaSpace(space),
         metric=METRIC,
@@ -236,8 +236,12 @@ def build_tuner(space: Space, experiment_dir: Path, resources: Resources) -> tun
             num_samples=space.trials,
             trial_name_creator=trial_name,
             trial_dirname_creator=trial_name,
+            # a trial takes over the worker process of one that ended: it skips starting a
+            # process and importing torch (about 5 s before its first epoch, 0.2 s after;
+            # benchmarks/bench_trial.py)
+            reuse_actors=True,
         ),
-        run_config=run_config(experiment_dir),
+        run_config=run_config(experiment_dir, callbacks),
     )
 
 
@@ -279,9 +283,10 @@ def with_resources(resources: Resources):
     return tune.with_resources(trainable, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})
 
 
-def run_config(experiment_dir: Path) -> tune.RunConfig:
+def run_config(experiment_dir: Path, callbacks=None) -> tune.RunConfig:
     return tune.RunConfig(
         name=experiment_dir.name,
+        callbacks=callbacks,
         storage_path=str(experiment_dir.parent),
         # the newest checkpoint folder holds last.pt and best.pt, so one is enough
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
@@ -328,3 +333,4 @@ def summary(results, space: Space) -> str:
 
 def _cell(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+

@@ -71,6 +71,10 @@ def test_benchmark_writes_the_table_and_json(tmp_path, capsys):
                     "achieved_gflops", "matmul_gflops", "matmul_fraction", "threads"):
             assert isinstance(row[key], (int, float)) and row[key] >= 0, key
         assert row["flops"] == row["flops_counted"] + row["flops_lstm_analytic"] > 0
+        # at the full sgemm rate the step would take flops / rate, the reference the time it took
+        ideal_ms = 1e3 * row["flops"] / (row["matmul_gflops"] * 1e9)
+        assert row["speedup_ceiling"] == pytest.approx(row["reference_step_ms"] / ideal_ms)
+        assert row["speedup"] / row["speedup_ceiling"] == pytest.approx(row["matmul_fraction"])
         assert row["peak_mem_mb"] is None  # not measured in-process
     targets = {(c["model"], c["target"].split()[0]) for c in result["targets"]}
     assert ("vrnn", "speedup") in targets and ("dkf", "matmul_fraction") in targets
@@ -104,3 +108,32 @@ def test_a_step_that_fails_to_compile_runs_eagerly(monkeypatch):
     a = eager.loss(x)
     assert torch.equal(a.total, b.total)
     assert compiled.q_step.compiled is None  # it stays eager, without retrying every step
+
+
+@pytest.mark.slow
+def test_trial_startup_benchmark_times_every_trial(tmp_path):
+    """Two trials of the smoke space through the search's own tuner, in a Ray of its own."""
+    import os
+    import subprocess
+    import tempfile
+
+    from dvae.data import DataError, prepare_corpus
+    from dvae.spaces import load_space
+
+    space = load_space("vrnn_priors", "smoke")
+    try:
+        prepare_corpus(space.config(space.variants[0]).data, progress=False)
+    except DataError as e:
+        pytest.skip(f"built-in corpus not available: {e}")
+    out = tmp_path / "trial.json"
+    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # Ray's socket paths must stay short
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_trial", "--trials", "2", "--storage", str(tmp_path),
+                           "--out", str(out)], cwd=Path(bench_step.ROOT), env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert len(result["trials"]) == 2 and result["first_s"] == result["trials"][0]["overhead_s"]
+    assert all(t["overhead_s"] > 0 and t["epoch_time_s"] > 0 for t in result["trials"])
+    assert result["holds"] == (result["max_s"] < result["target_s"])
+    assert "from scheduled to first epoch" in done.stdout

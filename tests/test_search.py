@@ -184,6 +184,12 @@ def tune_trials(experiment: Path) -> list[dict]:
     return [{"status": t.status, "dir": Path(t.path)} for t in ExperimentAnalysis(str(experiment)).trials]
 
 
+def worker_pids(trial_dir: Path) -> set[int]:
+    """The worker processes that reported the trial's results."""
+    lines = (trial_dir / "result.json").read_text().splitlines() if (trial_dir / "result.json").exists() else []
+    return {json.loads(line)["pid"] for line in lines}
+
+
 def epochs_reported(trial_dir: Path) -> int:
     lines = (trial_dir / "result.json").read_text().splitlines() if (trial_dir / "result.json").exists() else []
     return max((json.loads(line)["training_iteration"] for line in lines), default=0)
@@ -205,6 +211,9 @@ def test_smoke_search_with_asha_and_optuna(corpus, ray_env):
     assert len(tune) == 6 and all(t["status"] == "TERMINATED" for t in tune)
     epochs = [epochs_reported(t["dir"]) for t in tune]
     assert min(epochs) >= 1 and max(epochs) == 4 and min(epochs) < 4, epochs  # ASHA stopped some early
+    # later trials take over the worker processes of ended ones instead of starting their own
+    pids = [worker_pids(t["dir"]) for t in tune]
+    assert all(len(p) == 1 for p in pids) and len(set.union(*pids)) < len(tune), pids
     for t in tune:  # TensorBoard events and the checkpoint of every trial in the experiment folder
         assert list((t["dir"] / "tb").glob("events.out.tfevents.*")), t["dir"]
         assert (t["dir"] / "checkpoint" / "best.pt").is_file()

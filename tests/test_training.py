@@ -1,5 +1,6 @@
 """The trainer: schedules, best-weights copy, early stopping, resume, divergence, TensorBoard."""
 import math
+import os
 
 import pytest
 import torch
@@ -178,3 +179,32 @@ def test_bf16_autocast_trains_and_lowers_the_loss(corpus, tmp_path):
     training.train(tiny(name="srnn", epochs=3, lr=3e-3, amp="bf16"), tmp_path, corpus=corpus,
                    on_epoch=lambda m, d: history.append(m["val_loss"]), log=lambda s: None)
     assert all(math.isfinite(v) for v in history) and history[-1] < history[0]
+
+
+FAULTS_PER_ALLOCATION = """
+import resource, sys, torch
+from dvae.training import keep_freed_memory
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+faults = []
+for _ in range(6):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.ones(16 * 2**20)  # 64 MB, freed at once, as a step's activations are
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(min(faults[1:]))
+"""
+
+
+@pytest.mark.parametrize("mode", ["keep", "glibc"])
+def test_the_trainer_reuses_freed_memory_instead_of_faulting_in_fresh_pages(mode):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    done = subprocess.run([sys.executable, "-c", FAULTS_PER_ALLOCATION, mode], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    pages = 64 * 2**20 // os.sysconf("SC_PAGE_SIZE")
+    if mode == "keep":  # the second and later blocks reuse the first one's pages
+        assert int(done.stdout) < pages // 20
+    else:  # glibc's default maps every large block afresh
+        assert int(done.stdout) > pages // 2
