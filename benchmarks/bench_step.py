@@ -12,9 +12,12 @@ Adam update, on a fixed batch of positive "power spectra" (exp of Gaussian noise
 teacher forcing and KL weight 1. Each (model, length) runs in a fresh Python process.
 
 - time: median over --reps steps after --warmup steps. The fast model's steps alternate with
-  its reference's, so that load from other processes falls on both alike. The machine's
-  float32 matrix-multiply rate (median of a 2048x2048 sgemm on CPU, 8192 on CUDA, same
-  thread count) is measured in the same process, just before.
+  its reference's, so that load from other processes falls on both alike.
+- the machine's float32 matrix-multiply rate, measured in the same process just before, at
+  the same thread count: the best of 9 products of 2048x2048 matrices (8192 on CUDA) by
+  torch.mm at full float32 precision (the BLAS sgemm: MKL here) and, on CPU, by oneDNN's
+  float32 kernel; the faster of the two is the machine's rate (`matmul_gflops`). On AMD
+  CPUs MKL's sgemm reaches well under half of oneDNN's, and oneDNN is what nn.LSTM runs on.
 - speed-up: the reference's median step time over the fast model's. The reference
   (benchmarks/reference_models.py) is the same model, with the same weights and noise,
   written the straightforward way: LSTM cells stepped in Python loops, time-distributed
@@ -27,7 +30,8 @@ teacher forcing and KL weight 1. Each (model, length) runs in a fresh Python pro
       backward 2 * forward                 (gradients of the inputs and of the weights)
   The LSTMs that the fast models step themselves are plain matrix products and are counted.
   Elementwise work (activations, the likelihood, the KL) is in neither count.
-  The achieved rate is FLOPs / median step time, also given as a fraction of the sgemm rate.
+  The achieved rate is FLOPs / median step time, also given as a fraction of the machine's
+  rate ("of peak").
 - peak memory: CPU: how far the process's peak resident set (getrusage ru_maxrss, in a fresh
   process, after building both models and the batch) grows over the fast model's warm-up
   steps: saved activations, gradients, Adam's state and allocator slack, but not the weights
@@ -40,16 +44,17 @@ teacher forcing and KL weight 1. Each (model, length) runs in a fresh Python pro
   (mallopt M_MMAP_MAX=0, M_TRIM_THRESHOLD=2 GiB); --malloc glibc measures glibc's defaults,
   under which large tensors are mapped anew at every step.
 - speed-up ceiling: the reference's step time over the time the step's FLOPs would take at
-  the full sgemm rate. No implementation of the same model beats it; where a speed-up target
+  the machine's rate. No implementation of the same model beats it; where a speed-up target
   lies above it, the target cannot hold on that machine.
 
 Options: --frames 50 200, --batch 128, --reps 10, --warmup 3, --threads N (CPU threads;
 default torch's), --compile (the fast models' step loops under torch.compile; --compile-mode
 reduce-overhead adds CUDA graphs; the warm-up time, compiling included, is in the JSON), --amp bf16
-(bfloat16 autocast of forward and loss; the sgemm rate stays float32), --malloc glibc,
+(bfloat16 autocast of forward and loss; the matmul rate stays float32), --matmul-precision
+(torch.set_float32_matmul_precision for both models, as the trainer's option), --malloc glibc,
 --in-process (no fresh process per model: quicker, but CPU peak memory is then not
 measured), and the model sizes (--x-dim, --z-dim, --h-dim, --dense-dim) for quick checks. The targets (every model at
-half the sgemm rate or above on CPU; VRNN 2.5x and DKF, SRNN, RVAE 1.3x faster than their
+half the machine's matmul rate or above on CPU; VRNN 2.5x and DKF, SRNN, RVAE 1.3x faster than their
 references; 200 frames at most 4.4x the time of 50) are checked and reported, not enforced.
 """
 from __future__ import annotations
@@ -85,19 +90,37 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def sgemm_rate(device: torch.device, n: int, reps: int = 9) -> float:
-    """The median float32 FLOP/s of an n x n matrix product."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    out = torch.empty(n, n, device=device)
+def best_rate(matmul, n: int, device: torch.device, reps: int) -> float:
+    """The best FLOP/s of `matmul`, an n x n by n x n product, over `reps` runs after two warm-ups."""
     times = []
     for i in range(reps + 2):
         sync(device)
         start = time.perf_counter()
-        torch.mm(a, b, out=out)
+        matmul()
         sync(device)
-        if i >= 2:  # the first two warm the library up
+        if i >= 2:
             times.append(time.perf_counter() - start)
-    return 2 * n**3 / statistics.median(times)
+    return 2 * n**3 / min(times)
+
+
+def matmul_rates(device: torch.device, n: int, reps: int = 9) -> dict[str, float]:
+    """The machine's float32 matrix-multiply rate (FLOP/s) by each library PyTorch calls:
+    `sgemm`, torch.mm at full float32 precision (MKL or OpenBLAS on CPU, cuBLAS on CUDA), and
+    on CPU `onednn`, oneDNN's float32 kernel (what nn.LSTM and, at matmul precision "medium",
+    torch.mm run on). Their best is the machine's rate: on some CPUs (AMD's, for MKL) the two
+    differ by more than 2x."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    out = torch.empty(n, n, device=device)
+    precision = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        rates = {"sgemm": best_rate(lambda: torch.mm(a, b, out=out), n, device, reps)}
+    finally:
+        torch.set_float32_matmul_precision(precision)
+    if device.type == "cpu" and torch.backends.mkldnn.is_available():
+        a_onednn, b_onednn = a.to_mkldnn(), b.t().contiguous().to_mkldnn()
+        rates["onednn"] = best_rate(lambda: torch._C._nn.mkldnn_linear(a_onednn, b_onednn), n, device, reps)
+    return rates
 
 
 def make_step(model, x, amp: str | None):
@@ -155,6 +178,7 @@ def measure(name: str, frames: int, args) -> dict:
         keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.set_float32_matmul_precision(args.matmul_precision)  # as the trainer's --matmul-precision
     cfg = ModelConfig(name=name, x_dim=args.x_dim, z_dim=args.z_dim, h_dim=args.h_dim, dense_dim=args.dense_dim,
                       v_dim=args.z_dim, likelihood="itakura_saito")
     torch.manual_seed(0)
@@ -185,7 +209,8 @@ def measure(name: str, frames: int, args) -> dict:
         steps["reference"]()
 
     flops_counted, flops_lstm = count_flops(fast, x, args.amp)
-    matmul_rate = sgemm_rate(device, args.sgemm_size or (8192 if device.type == "cuda" else 2048))
+    rates = matmul_rates(device, args.sgemm_size or (8192 if device.type == "cuda" else 2048))
+    matmul_rate = max(rates.values())
 
     times, faults = {"fast": [], "reference": []}, {"fast": 0, "reference": 0}
     for rep in range(args.reps):
@@ -206,9 +231,10 @@ def measure(name: str, frames: int, args) -> dict:
         "warmup_s": warmup_s,
         "flops": flops, "flops_counted": flops_counted, "flops_lstm_analytic": flops_lstm,
         "achieved_gflops": flops / step_s / 1e9, "matmul_gflops": matmul_rate / 1e9,
+        **{f"{library}_gflops": rate / 1e9 for library, rate in rates.items()},
         "matmul_fraction": flops / step_s / matmul_rate,
         "reference_matmul_fraction": flops / ref_s / matmul_rate,
-        # the speed-up of a step doing the same FLOPs at the full sgemm rate: no faster model can beat it
+        # the speed-up of a step doing the same FLOPs at the machine's matmul rate: no faster model can beat it
         "speedup_ceiling": ref_s * matmul_rate / flops,
         "peak_mem_mb": None if peak_mem is None else peak_mem / 2**20,
         "page_faults_per_step": faults["fast"] / args.reps, "reference_page_faults_per_step": faults["reference"] / args.reps,
@@ -247,7 +273,7 @@ def check_targets(rows: list[dict], device: str) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     head = (f"{'model':<15}{'T':>5}{'step ms':>10}{'ref ms':>10}{'speed-up':>10}{'GFLOP':>8}"
-            f"{'GFLOP/s':>9}{'of sgemm':>10}{'ref':>6}{'ceiling':>9}{'peak MB':>9}{'faults MB':>10}{'load':>6}")
+            f"{'GFLOP/s':>9}{'of peak':>10}{'ref':>6}{'ceiling':>9}{'peak MB':>9}{'faults MB':>10}{'load':>6}")
     lines = [head, "-" * len(head)]
     for r in rows:
         mem = "-" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}"
@@ -276,6 +302,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--compile-mode", default=None, help="torch.compile's mode, e.g. reduce-overhead (CUDA graphs)")
     p.add_argument("--amp", choices=["bf16"], default=None)
+    p.add_argument("--matmul-precision", choices=["highest", "high", "medium"], default="highest")
     p.add_argument("--malloc", choices=["reuse", "glibc"], default="reuse",
                    help="reuse (as the trainer does): glibc keeps freed memory; glibc: its defaults, "
                         "which fault in fresh pages every step")
@@ -307,6 +334,7 @@ def main(argv: list[str] | None = None) -> dict:
         "device_name": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(), "threads": rows[0]["threads"] if rows else None,
         "torch": torch.__version__, "compile": args.compile, "amp": args.amp, "malloc": args.malloc,
+        "matmul_precision": args.matmul_precision,
         "sizes": {"batch": args.batch, "x_dim": args.x_dim, "z_dim": args.z_dim, "h_dim": args.h_dim,
                   "dense_dim": args.dense_dim, "likelihood": "itakura_saito"},
         "reps": args.reps, "warmup": args.warmup, "seconds": time.time() - started,

@@ -86,6 +86,7 @@ class TrainConfig(_Section):
     num_threads: int = field(default=0, metadata=_range(0))  # torch CPU threads; 0 = leave as is
     compile: bool = False  # torch.compile the per-frame step loops (pays on GPU; did not on CPU)
     amp: Literal["off", "bf16"] = "off"  # bfloat16 autocast of forward and loss (for GPUs)
+    matmul_precision: Literal["highest", "high", "medium"] = "highest"  # of float32 matmuls: high allows TF32 (GPUs), medium bf16 (CPUs: runs them on oneDNN)
     media_every: int = field(default=5, metadata=_range(0))  # TensorBoard image/audio every N epochs; 0 = never
 
 

@@ -209,6 +209,8 @@ def train(cfg: Config, run_dir: str | Path, *, corpus=None, on_epoch: OnEpoch | 
         log(f"resumed from {resume_from} after epoch {loop['epoch']}")
 
     writer = SummaryWriter(str(run_dir / "tb"))
+    precision_before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(cfg.train.matmul_precision)
     try:
         while loop["stop_reason"] is None and loop["epoch"] < cfg.train.epochs:
             epoch = loop["epoch"]
@@ -263,6 +265,7 @@ def train(cfg: Config, run_dir: str | Path, *, corpus=None, on_epoch: OnEpoch | 
             if on_epoch is not None:
                 on_epoch(metrics, ckpt_dir)
     finally:
+        torch.set_float32_matmul_precision(precision_before)
         writer.close()
     return {
         "best_val_loss": loop["best_val_loss"], "best_epoch": loop["best_epoch"], "epochs_run": loop["epoch"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import time
 
 import numpy as np
 import pytest
@@ -67,6 +68,24 @@ def test_asterisk_subset_counts_and_shapes(asterisk):
 
 
 @needs_asterisk
+def test_windows_of_any_length_are_views_of_the_one_cache(asterisk):
+    files = sorted(p.name for p in asterisk.path.iterdir())
+    for seq_len in (20, 33):
+        corpus = prepare_corpus(DataConfig(corpus="asterisk", max_utterances=10, seq_len=seq_len,
+                                           cache_dir=str(asterisk.path.parent)), progress=False)
+        assert corpus.path == asterisk.path
+        windows = corpus.windows("train")
+        expected = np.concatenate([u.features[:len(u.features) // seq_len * seq_len].reshape(-1, seq_len, 513)
+                                   for u in corpus.utterances("train")])
+        assert windows.shape == expected.shape and len(windows) == len(expected)
+        np.testing.assert_array_equal(windows[len(windows) - 1], expected[-1])
+        picked = np.array([0, 3, len(windows) - 1])
+        np.testing.assert_array_equal(windows[picked], expected[picked])
+        np.testing.assert_array_equal(windows[1:4], expected[1:4])
+    assert sorted(p.name for p in asterisk.path.iterdir()) == files  # nothing written per length
+
+
+@needs_asterisk
 def test_asterisk_splits_disjoint_stable_and_cover_every_voice(asterisk, monkeypatch):
     names = {split: [u.name for u in asterisk.utterances(split)] for split in SPLITS}
     assert not set(names["train"]) & set(names["valid"])
@@ -125,6 +144,14 @@ def test_mel_features_and_resynthesis():
     for phase in (None, extractor.stft(wave)):
         out = extractor.resynthesise(features, phase, length=len(wave))
         assert out.shape == wave.shape and torch.isfinite(out).all() and out.abs().max() > 0.01
+    # Griffin-Lim gives any length asked for: its own, cut or padded with silence
+    T = len(features)
+    own = extractor.resynthesise(features)
+    assert own.shape == (256 * (T - 1),)
+    for length in (256 * T, 256 * (T - 3)):
+        out = extractor.resynthesise(features, length=length)
+        n = min(length, len(own))
+        assert out.shape == (length,) and torch.equal(out[:n], own[:n]) and not out[n:].any()
 
 
 # --- the cache -----------------------------------------------------------------------
@@ -141,9 +168,9 @@ def test_cache_is_reused_memory_mapped_and_read_only(asterisk, monkeypatch):
     assert json.loads((again.path / "report.json").read_text())["prepared"] == asterisk.report["prepared"]
     assert [p.name for p in again.path.parent.iterdir()] == [again.path.name]  # no temporary leftovers
     windows = again.windows("train")
-    assert isinstance(windows, np.memmap) and not windows.flags.writeable
+    assert isinstance(windows[0], np.memmap) and not windows[0].flags.writeable  # a view into the cache
     with pytest.raises(ValueError):
-        windows[0, 0, 0] = 1.0
+        windows[0][0, 0] = 1.0
     utterance = again.utterances("train")[0]
     for array in (utterance.features, utterance.waveform):
         assert isinstance(array.base, np.memmap) and not array.flags.writeable
@@ -182,6 +209,33 @@ def test_a_second_writer_of_the_same_cache_gives_way(tmp_path):
     cache._build(first.path, cfg, splits, cache._parameters(cfg), progress=False, workers=1)
     assert [p.name for p in first.path.parent.iterdir()] == [first.path.name]
     assert prepare_corpus(cfg, progress=False).report == first.report
+
+
+def test_trials_preparing_the_same_corpus_at_once_prepare_it_once(tmp_path, monkeypatch):
+    import threading
+
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for i in range(3):
+        sf.write(folder / f"{i}.wav", noise_burst(0.5, seed=i), 16000)
+    cfg = DataConfig(corpus="folder", data_root=str(folder), seq_len=10, cache_dir=str(tmp_path / "cache"))
+    builds, write_arrays = [], cache._write_arrays
+
+    def slow_write_arrays(*args, **kwargs):
+        builds.append(1)
+        time.sleep(0.5)  # long enough for the other preparations to arrive while it runs
+        return write_arrays(*args, **kwargs)
+
+    monkeypatch.setattr(cache, "_write_arrays", slow_write_arrays)
+    corpora = []
+    threads = [threading.Thread(target=lambda: corpora.append(prepare_corpus(cfg, progress=False))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(builds) == 1 and len(corpora) == 3
+    assert len({c.path for c in corpora}) == 1 and all(c.report == corpora[0].report for c in corpora)
+    assert [p.name for p in corpora[0].path.parent.iterdir()] == [corpora[0].path.name]  # no lock left behind
 
 
 # --- VCTK and WSJ0 layouts -------------------------------------------------------------

@@ -181,6 +181,22 @@ def test_bf16_autocast_trains_and_lowers_the_loss(corpus, tmp_path):
     assert all(math.isfinite(v) for v in history) and history[-1] < history[0]
 
 
+def test_matmul_precision_holds_while_training_and_is_restored(corpus, tmp_path, monkeypatch):
+    seen, train_epoch = [], training.train_epoch
+
+    def recording_epoch(*args, **kwargs):
+        seen.append(torch.get_float32_matmul_precision())
+        return train_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_epoch", recording_epoch)
+    before = torch.get_float32_matmul_precision()
+    history = []
+    training.train(tiny(epochs=2, matmul_precision="medium"), tmp_path, corpus=corpus,
+                   on_epoch=lambda m, d: history.append(m["val_loss"]), log=lambda s: None)
+    assert seen == ["medium", "medium"] and torch.get_float32_matmul_precision() == before
+    assert all(math.isfinite(v) for v in history)
+
+
 FAULTS_PER_ALLOCATION = """
 import resource, sys, torch
 from dvae.training import keep_freed_memory

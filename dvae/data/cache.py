@@ -9,13 +9,15 @@ builds the cache folder ``<cache root>/<corpus>-<features>-<key>/`` if it is not
     index.json             per split: utterance names, frame and sample counts
     <split>.features.f32   the split's frames, all utterances concatenated, float32 (N, D)
     <split>.waveforms.f32  speech only: the trimmed, peak-scaled 16 kHz waveforms, concatenated
-    <split>.windows-L<seq_len>.f32   made on first use: the training windows (N, seq_len, D)
 
 A folder is written under a temporary name and renamed when complete, so a process
-that sees it sees all of it; when two Ray trials prepare the same corpus at once,
-the first rename wins and the other discards its copy. Arrays are raw float32 read
+that sees it sees all of it. Processes that ask for the same corpus at once take turns
+on a lock file beside it: the first prepares, the others wait and read (where the lock
+does not hold, as on some network file systems, the first rename wins and the other
+copy is discarded). Arrays are raw float32 read
 back with np.memmap (read-only): every process shares the operating system's page
-cache instead of holding its own copy.
+cache instead of holding its own copy. Training windows of any length are views of the
+frames (`Windows`), so one cache serves every seq_len without writing anything more.
 
 A file that cannot be used (unreadable, empty, truncated, silent, shorter than
 MIN_FRAMES frames, ...) is left out and listed in the report; only a corpus of which
@@ -23,6 +25,7 @@ no file at all can be used raises DataError.
 """
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import json
@@ -74,7 +77,15 @@ def prepare_corpus(cfg: DataConfig, progress: bool = True, workers: Optional[int
     params = _parameters(cfg)
     folder = cache_root(cfg) / f"{cfg.corpus}-{params['features']}-{_key(splits, params)}"
     if not folder.is_dir():
-        _build(folder, cfg, splits, params, progress, workers)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = folder.parent / f".{folder.name}.lock"
+        with open(lock_path, "a") as lock:
+            # Trials that need the same corpus at the same moment: one prepares it, the
+            # others wait here and then read what it prepared.
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not folder.is_dir():
+                _build(folder, cfg, splits, params, progress, workers)
+                lock_path.unlink()  # whoever comes later finds the folder before the lock
     return PreparedCorpus(folder, cfg)
 
 
@@ -252,46 +263,19 @@ class PreparedCorpus:
         return [Utterance(name, features[frame_at[i]:frame_at[i + 1]], waveforms[sample_at[i]:sample_at[i + 1]])
                 for i, name in enumerate(entry["names"])]
 
-    def windows(self, split: str) -> np.ndarray:
-        """(N, seq_len, D) float32, read-only: each utterance cut into non-overlapping
-        windows from its start (a remainder shorter than seq_len is left out).
-
-        Written once per seq_len into the cache folder and memory-mapped from there,
-        so all processes share one copy.
-        """
-        key = ("windows", split, self.seq_len)
-        if key not in self._maps:
-            self._maps[key] = self._make_windows(split)
-        return self._maps[key]
+    def windows(self, split: str) -> "Windows":
+        """The split's training windows, (N, seq_len, D): each utterance cut into
+        non-overlapping windows from its start (a remainder shorter than seq_len is left out)."""
+        frames = np.asarray(self._entry(split)["frames"], dtype=np.int64)
+        counts = frames // self.seq_len
+        first_frame = np.concatenate([[0], np.cumsum(frames)[:-1]])
+        starts = np.concatenate([first + self.seq_len * np.arange(count, dtype=np.int64)
+                                 for first, count in zip(first_frame, counts)] or [np.zeros(0, np.int64)])
+        return Windows(self._array(split, "features"), starts, self.seq_len)
 
     def window_dataset(self, split: str) -> "WindowDataset":
         """The split's windows as a torch Dataset of float32 tensors (seq_len, D)."""
         return WindowDataset(self, split)
-
-    def _make_windows(self, split: str) -> np.ndarray:
-        length, dim = self.seq_len, self.feature_dim
-        frames = np.asarray(self._entry(split)["frames"], dtype=np.int64)
-        counts = frames // length
-        shape = (int(counts.sum()), length, dim)
-        if shape[0] == 0:
-            empty = np.empty(shape, dtype=np.float32)
-            empty.flags.writeable = False
-            return empty
-        path = self.path / f"{split}.windows-L{length}.f32"
-        if not path.exists():
-            features = self._array(split, "features")
-            handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=self.path)
-            os.close(handle)
-            out = np.memmap(tmp, dtype=np.float32, mode="w+", shape=shape)
-            window = 0
-            for start, count in zip(np.concatenate([[0], np.cumsum(frames)[:-1]]), counts):
-                out[window:window + count] = features[start:start + count * length].reshape(count, length, dim)
-                window += count
-            out.flush()
-            del out
-            os.chmod(tmp, 0o644)  # mkstemp makes it private, unlike the rest of the cache
-            os.replace(tmp, path)  # atomic: a concurrent reader sees the whole file or none
-        return np.memmap(path, dtype=np.float32, mode="r", shape=shape)
 
     def _entry(self, split: str) -> dict:
         if split not in SPLITS:
@@ -317,16 +301,44 @@ class PreparedCorpus:
         return f"PreparedCorpus({self.name}, {self.kind}, D={self.feature_dim}, {counts}; {self.path})"
 
 
+class Windows:
+    """Windows of seq_len frames read from a split's memory-mapped frames: window i is
+    frames[starts[i] : starts[i] + seq_len]. A view, not a copy, so that trials with any
+    seq_len share the one cache in the page cache and none writes a file of its own.
+
+    windows[i] is a read-only (seq_len, D) view into the cache; windows[indices] or
+    windows[a:b] a (n, seq_len, D) array of its own.
+    """
+
+    def __init__(self, frames: np.ndarray, starts: np.ndarray, seq_len: int):
+        self.frames, self.starts, self.seq_len = frames, starts, seq_len
+        self.shape = (len(starts), seq_len, frames.shape[1])
+        self.dtype = frames.dtype
+        self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            start = self.starts[index]
+            return self.frames[start:start + self.seq_len]
+        starts = self.starts[index]
+        out = np.empty((len(starts), *self.shape[1:]), dtype=self.dtype)
+        for row, start in zip(out, starts):  # a block copy per window: faster than gathering frames
+            row[...] = self.frames[start:start + self.seq_len]
+        return out
+
+
 class WindowDataset(torch.utils.data.Dataset):
     """The training windows of one split, each read from the memory map when asked for."""
 
     def __init__(self, corpus: PreparedCorpus, split: str):
-        self.corpus = corpus
-        self.split = split
+        self._windows = corpus.windows(split)
 
     def __len__(self) -> int:
-        return len(self.corpus.windows(self.split))
+        return len(self._windows)
 
     def __getitem__(self, i: int) -> torch.Tensor:
         # A copy: torch wants writable memory, and one window is small.
-        return torch.from_numpy(np.array(self.corpus.windows(self.split)[i]))
+        return torch.from_numpy(np.array(self._windows[i]))

@@ -103,6 +103,11 @@ class FeatureExtractor(torch.nn.Module):
             complex_spec = torch.polar(magnitude, angle.transpose(-1, -2).to(magnitude.dtype))
             return self.inverse_spectrogram(complex_spec, length)
         window = self.inverse_spectrogram.window
-        return torchaudio.functional.griffinlim(
+        # Griffin-Lim alternates inverse and forward STFTs, so it runs at the length its T
+        # frames give; a `length` whose STFT would have another frame count is fitted after.
+        wave = torchaudio.functional.griffinlim(
             magnitude, window, N_FFT, HOP_LENGTH, N_FFT, power=1.0, n_iter=self.griffin_lim_iters,
-            momentum=0.99, length=length, rand_init=False)  # deterministic: same output each call
+            momentum=0.99, length=None, rand_init=False)  # deterministic: same output each call
+        if length is None or length == wave.shape[-1]:
+            return wave
+        return wave[..., :length] if length < wave.shape[-1] else torch.nn.functional.pad(wave, (0, length - wave.shape[-1]))
