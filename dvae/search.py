@@ -237,7 +237,7 @@ def build_tuner(space: Space, experiment_dir: Path, resources: Resources, callba
             trial_name_creator=trial_name,
             trial_dirname_creator=trial_name,
             # a trial takes over the worker process of one that ended: it skips starting a
-            # process and importing torch (about 5 s before its first epoch, 0.2 s after;
+            # process and importing torch (about 4 s before a first epoch, 0.1 s after;
             # benchmarks/bench_trial.py)
             reuse_actors=True,
         ),
@@ -333,4 +333,3 @@ def summary(results, space: Space) -> str:
 
 def _cell(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
-
