@@ -102,6 +102,27 @@ def test_analytic_gaussian_kl_matches_monte_carlo():
     torch.testing.assert_close(prior.kl(q_mean, q_logvar, z[0], p_mean, p_logvar), analytic.sum())
 
 
+def test_itakura_saito_nll_and_its_gradient_are_the_densitys():
+    import math
+
+    from dvae.models.likelihoods import ItakuraSaito, ItakuraSaitoNLL
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(B, T, D, generator=g, dtype=torch.float64).exp()
+    out = torch.randn(B, T, D, generator=g, dtype=torch.float64, requires_grad=True)
+    shift, scale = torch.randn(D, generator=g, dtype=torch.float64), torch.rand(D, generator=g, dtype=torch.float64) + 0.5
+    variance = torch.exp(out * scale + shift)
+    # -log p(x) for x_f = |s_f|^2 with s_f ~ N_c(0, σ²_f): the exponential density of x over σ² times π
+    expected = -(torch.distributions.Exponential(1 / variance).log_prob(x) - math.log(math.pi)).sum(-1)
+    torch.testing.assert_close(ItakuraSaitoNLL.apply(x, out, shift, scale), expected)
+    assert torch.autograd.gradcheck(lambda o: ItakuraSaitoNLL.apply(x, o, shift, scale), (out,))
+    likelihood = ItakuraSaito(D).double()
+    likelihood.shift.copy_(shift), likelihood.scale.copy_(scale)
+    torch.testing.assert_close(likelihood.nll(x, out), expected)
+    with pytest.raises(ValueError, match="no gradient for the data"):
+        ItakuraSaitoNLL.apply(x.clone().requires_grad_(), out, shift, scale)
+
+
 def test_student_t_kl_estimate_is_finite_with_finite_gradients():
     torch.manual_seed(0)
     prior = LatentPrior("student_t", df=3.0, learn_df=True)

@@ -53,10 +53,7 @@ class ItakuraSaito(Likelihood):
 
     def nll(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """-log p(x_t | ·) per frame, summed over features: (batch, time)."""
-        logvar = self.log_variance(out)
-        # two sums rather than the sum of x e^{-logvar} + logvar: one pass fewer over the
-        # largest tensors of the step, forward and backward
-        return (x * torch.exp(-logvar)).sum(-1) + logvar.sum(-1) + x.shape[-1] * math.log(math.pi)  # log π once per frame
+        return ItakuraSaitoNLL.apply(x, out, self.shift, self.scale)
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         return torch.exp(self.log_variance(out))
@@ -64,6 +61,29 @@ class ItakuraSaito(Likelihood):
     def output_features(self, out: torch.Tensor) -> torch.Tensor:
         """What the networks would read had the model's expected frame been the data."""
         return self.features(self.mean(out))
+
+
+class ItakuraSaitoNLL(torch.autograd.Function):
+    """Σ_f [x_f / σ²_f + log σ²_f + log π] with log σ² = out * scale + shift, and its gradient
+    d/d out = scale (1 - x / σ²), written out by hand: 8 passes over the step's largest
+    tensors (batch, time, 513) with one temporary, where autograd's version of the same
+    expression took twice the time. x and the statistics take no gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, x, out, shift, scale):
+        if ctx.needs_input_grad[0]:
+            raise ValueError("the Itakura-Saito likelihood gives no gradient for the data x")
+        neg_logvar = torch.addcmul(-shift, out, -scale)
+        sum_logvar = neg_logvar.sum(-1).neg_()
+        ratio = neg_logvar.exp_().mul_(x)  # x / σ², in the same memory
+        ctx.save_for_backward(ratio, scale)
+        return ratio.sum(-1) + sum_logvar + x.shape[-1] * math.log(math.pi)  # log π once per frame
+
+    @staticmethod
+    def backward(ctx, grad):
+        ratio, scale = ctx.saved_tensors
+        return None, torch.rsub(ratio, 1).mul_(scale).mul_(grad.unsqueeze(-1)), None, None
 
 
 class GaussianLikelihood(Likelihood):
