@@ -16,8 +16,10 @@ teacher forcing and KL weight 1. Each (model, length) runs in a fresh Python pro
 - the machine's float32 matrix-multiply rate, measured in the same process just before, at
   the same thread count: the best of 9 products of 2048x2048 matrices (8192 on CUDA) by
   torch.mm at full float32 precision (the BLAS sgemm: MKL here) and, on CPU, by oneDNN's
-  float32 kernel; the faster of the two is the machine's rate (`matmul_gflops`). On AMD
-  CPUs MKL's sgemm reaches well under half of oneDNN's, and oneDNN is what nn.LSTM runs on.
+  float32 kernel; the faster of the two is the machine's rate (`matmul_gflops`). oneDNN is
+  what nn.LSTM runs on. Like the trainer, the benchmark first lets MKL run its fast kernels
+  on AMD CPUs (dvae.cpu.unlock_mkl_on_amd); with --mkl vendor, MKL keeps its generic path
+  there, and its sgemm reaches under half of oneDNN's rate.
 - speed-up: the reference's median step time over the fast model's. The reference
   (benchmarks/reference_models.py) is the same model, with the same weights and noise,
   written the straightforward way: LSTM cells stepped in Python loops, time-distributed
@@ -52,7 +54,7 @@ default torch's), --compile (the fast models' step loops under torch.compile; --
 reduce-overhead adds CUDA graphs; the warm-up time, compiling included, is in the JSON), --amp bf16
 (bfloat16 autocast of forward and loss; the matmul rate stays float32), --matmul-precision
 (torch.set_float32_matmul_precision for both models, as the trainer's option), --malloc glibc,
---in-process (no fresh process per model: quicker, but CPU peak memory is then not
+--mkl vendor, --in-process (no fresh process per model: quicker, but CPU peak memory is then not
 measured), and the model sizes (--x-dim, --z-dim, --h-dim, --dense-dim) for quick checks. The targets (every model at
 half the machine's matmul rate or above on CPU; VRNN 2.5x and DKF, SRNN, RVAE 1.3x faster than their
 references; 200 frames at most 4.4x the time of 50) are checked and reported, not enforced.
@@ -75,7 +77,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dvae.config import MODEL_NAMES, ModelConfig
 from dvae.models import build_model
-from dvae.training import keep_freed_memory
+from dvae.cpu import keep_freed_memory, unlock_mkl_on_amd
 
 from .reference_models import build_reference
 
@@ -179,6 +181,7 @@ def measure(name: str, frames: int, args) -> dict:
     device = torch.device(args.device)
     if args.malloc == "reuse":
         keep_freed_memory()
+    mkl_unlocked = args.mkl == "unlocked" and unlock_mkl_on_amd()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_float32_matmul_precision(args.matmul_precision)  # as the trainer's --matmul-precision
@@ -241,6 +244,7 @@ def measure(name: str, frames: int, args) -> dict:
         "speedup_ceiling": ref_s * matmul_rate / flops,
         "peak_mem_mb": None if peak_mem is None else peak_mem / 2**20,
         "page_faults_per_step": faults["fast"] / args.reps, "reference_page_faults_per_step": faults["reference"] / args.reps,
+        "mkl_unlocked": mkl_unlocked,
         "threads": torch.get_num_threads(), "load_before": load_before, "load_after": os.getloadavg()[0],
     }
 
@@ -309,6 +313,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--malloc", choices=["reuse", "glibc"], default="reuse",
                    help="reuse (as the trainer does): glibc keeps freed memory; glibc: its defaults, "
                         "which fault in fresh pages every step")
+    p.add_argument("--mkl", choices=["unlocked", "vendor"], default="unlocked",
+                   help="unlocked (as the trainer does): on AMD CPUs MKL picks its kernels by the CPU's "
+                        "features; vendor: MKL's own choice, its generic path on non-Intel CPUs")
     p.add_argument("--in-process", action="store_true")
     p.add_argument("--out", default=None)
     p.add_argument("--child", nargs=2, metavar=("MODEL", "FRAMES"), help=argparse.SUPPRESS)
@@ -336,7 +343,7 @@ def main(argv: list[str] | None = None) -> dict:
         "device": args.device,
         "device_name": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(), "threads": rows[0]["threads"] if rows else None,
-        "torch": torch.__version__, "compile": args.compile, "amp": args.amp, "malloc": args.malloc,
+        "torch": torch.__version__, "compile": args.compile, "amp": args.amp, "malloc": args.malloc, "mkl": args.mkl,
         "matmul_precision": args.matmul_precision,
         "sizes": {"batch": args.batch, "x_dim": args.x_dim, "z_dim": args.z_dim, "h_dim": args.h_dim,
                   "dense_dim": args.dense_dim, "likelihood": "itakura_saito"},

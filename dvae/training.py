@@ -12,10 +12,7 @@ and each epoch's batch order derives from (seed, epoch) alone.
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import math
-import os
 import random
 import time
 from pathlib import Path
@@ -26,6 +23,7 @@ import torch
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import Config
+from .cpu import keep_freed_memory, unlock_mkl_on_amd
 from .models import DVAE, build_model
 from .schedules import feedback_prob, kl_weight, lr_schedule
 
@@ -36,26 +34,6 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def keep_freed_memory() -> bool:
-    """Makes glibc serve every allocation from its heap and keep what is freed, for this process.
-
-    By default glibc maps each large block afresh and hands it back when freed, so every
-    training step faults in hundreds of MB of new zeroed pages for tensors of the same sizes
-    as the step before: up to half the step time at 200 frames (benchmarks/bench_step.py,
-    --malloc glibc). Kept, the memory is reused from step to step and the process holds on
-    to its peak. The same as MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647; left as
-    it is when either is set in the environment or the C library is not glibc.
-    Returns whether it changed anything.
-    """
-    if "MALLOC_MMAP_MAX_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
-        return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c"))
-    if not hasattr(libc, "mallopt") or not hasattr(libc, "gnu_get_libc_version"):
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # from <malloc.h>
-    return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 def batches(windows: np.ndarray, batch_size: int, generator: torch.Generator | None = None):
@@ -169,13 +147,14 @@ def train(cfg: Config, run_dir: str | Path, *, corpus=None, on_epoch: OnEpoch | 
 
     from .data import prepare_corpus
 
+    keep_freed_memory()
+    unlock_mkl_on_amd()  # before the first matrix product, which preparing a corpus may be
     run_dir = Path(run_dir).absolute()
     ckpt_dir = run_dir / "checkpoint"
     if corpus is None:
         corpus = prepare_corpus(cfg.data)
     cfg = cfg.for_data(corpus.feature_dim)
     device = pick_device(cfg.train.device)
-    keep_freed_memory()
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
 

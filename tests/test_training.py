@@ -197,30 +197,13 @@ def test_matmul_precision_holds_while_training_and_is_restored(corpus, tmp_path,
     assert all(math.isfinite(v) for v in history)
 
 
-FAULTS_PER_ALLOCATION = """
-import resource, sys, torch
-from dvae.training import keep_freed_memory
-if sys.argv[1] == "keep":
-    assert keep_freed_memory()
-faults = []
-for _ in range(6):
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    torch.ones(16 * 2**20)  # 64 MB, freed at once, as a step's activations are
-    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(min(faults[1:]))
-"""
-
-
-@pytest.mark.parametrize("mode", ["keep", "glibc"])
-def test_the_trainer_reuses_freed_memory_instead_of_faulting_in_fresh_pages(mode):
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    done = subprocess.run([sys.executable, "-c", FAULTS_PER_ALLOCATION, mode], capture_output=True, text=True, env=env)
-    assert done.returncode == 0, done.stderr
-    pages = 64 * 2**20 // os.sysconf("SC_PAGE_SIZE")
-    if mode == "keep":  # the second and later blocks reuse the first one's pages
-        assert int(done.stdout) < pages // 20
-    else:  # glibc's default maps every large block afresh
-        assert int(done.stdout) > pages // 2
+def test_the_trainer_applies_the_cpu_settings_before_anything_else(corpus, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(training, "keep_freed_memory", lambda: calls.append("malloc"))
+    monkeypatch.setattr(training, "unlock_mkl_on_amd", lambda: calls.append("mkl"))
+    import dvae.data
+    prepare = dvae.data.prepare_corpus
+    monkeypatch.setattr(dvae.data, "prepare_corpus", lambda *a, **k: calls.append("data") or prepare(*a, **k))
+    cfg = tiny(epochs=1, cache_dir=str(corpus.path.parent))  # the fixture's cache: nothing is built again
+    training.train(cfg, tmp_path, log=lambda s: None)  # prepares its corpus, where MKL may already run
+    assert calls == ["malloc", "mkl", "data"]
