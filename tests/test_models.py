@@ -123,6 +123,45 @@ def test_itakura_saito_nll_and_its_gradient_are_the_densitys():
         ItakuraSaitoNLL.apply(x.clone().requires_grad_(), out, shift, scale)
 
 
+def test_vrnn_written_out_recursion_equals_the_stepped_loop_with_its_gradients():
+    model = make("vrnn").train().double()
+    x = data(seed=3).double()
+    fx = model.phi_x(model.likelihood.features(x)).detach().requires_grad_()
+    eps = model.noise(x)
+    written_out = model.recur(fx, eps)
+    assert type(written_out[0].grad_fn).__name__ == "TeacherForcedRecursionBackward"
+    zeros = fx.new_zeros(B, SMALL["dense_dim"])
+    stepped = model.recur(fx, eps, fx_prev=zeros, fz_prev=zeros, state=(zeros, zeros))  # a given state: the loop
+    assert type(stepped[0].grad_fn).__name__ != "TeacherForcedRecursionBackward"
+    for a, b in zip(written_out[:5], stepped[:5]):
+        torch.testing.assert_close(a, b)
+    for a, b in zip(written_out[5][2], stepped[5][2]):  # the final (h, c)
+        torch.testing.assert_close(a, b)
+    g = torch.Generator().manual_seed(4)
+    upstream = [torch.randn(o.shape, generator=g, dtype=o.dtype) for o in written_out[:5]]
+    inputs = [fx, *model.parameters()]
+    expected = torch.autograd.grad(stepped[:5], inputs, upstream, allow_unused=True)
+    got = torch.autograd.grad(written_out[:5], inputs, upstream, allow_unused=True)
+    names = ["features", *(n for n, _ in model.named_parameters())]
+    for name, a, b in zip(names, got, expected):
+        assert (a is None) == (b is None), name
+        if a is not None:
+            torch.testing.assert_close(a, b, msg=lambda m: f"{name}: {m}")
+    assert sum(a is not None for a in got) >= 10  # features, and every weight and bias of the recursion
+
+
+def test_vrnn_steps_its_loop_where_the_written_out_recursion_does_not_hold():
+    fx, eps = torch.randn(B, T, SMALL["dense_dim"]), torch.randn(B, T, Z)
+    assert make("vrnn").train().teacher_forced_recursion_applies(fx, None, None, None, None)
+    assert not make("vrnn", dropout=0.2).train().teacher_forced_recursion_applies(fx, None, None, None, None)
+    assert make("vrnn", dropout=0.2).eval().teacher_forced_recursion_applies(fx, None, None, None, None)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not make("vrnn").teacher_forced_recursion_applies(fx, None, None, None, None)
+    mask = torch.zeros(B, T, 1, dtype=torch.bool)
+    assert not make("vrnn").teacher_forced_recursion_applies(fx, mask, None, None, None)
+    assert type(make("vrnn").recur(fx, eps, mask)[0].grad_fn).__name__ != "TeacherForcedRecursionBackward"
+
+
 def test_student_t_kl_estimate_is_finite_with_finite_gradients():
     torch.manual_seed(0)
     prior = LatentPrior("student_t", df=3.0, learn_df=True)
