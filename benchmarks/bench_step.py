@@ -42,7 +42,7 @@ teacher forcing and KL weight 1. Each (model, length) runs in a fresh Python pro
   over the warm-up steps, less what was allocated before them.
 
 - page faults per step (ru_minflt): memory that the step maps and touches afresh. Like the
-  trainer (dvae.training.keep_freed_memory), the benchmark keeps freed memory in glibc's heap
+  trainer (dvae.cpu.keep_freed_memory), the benchmark keeps freed memory in glibc's heap
   (mallopt M_MMAP_MAX=0, M_TRIM_THRESHOLD=2 GiB); --malloc glibc measures glibc's defaults,
   under which large tensors are mapped anew at every step.
 - speed-up ceiling: the reference's step time over the time the step's FLOPs would take at
