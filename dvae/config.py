@@ -85,6 +85,7 @@ class TrainConfig(_Section):
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     num_threads: int = field(default=0, metadata=_range(0))  # torch CPU threads; 0 = leave as is
     compile: bool = False  # torch.compile the per-frame step loops (pays on GPU; did not on CPU)
+    cuda_graph: bool = False  # record the whole training step as one CUDA graph and replay it (GPU only)
     amp: Literal["off", "bf16"] = "off"  # bfloat16 autocast of forward and loss (for GPUs)
     matmul_precision: Literal["highest", "high", "medium"] = "highest"  # of float32 matmuls: high allows TF32 (GPUs), medium bf16 (CPUs: runs them on oneDNN)
     media_every: int = field(default=5, metadata=_range(0))  # TensorBoard image/audio every N epochs; 0 = never
@@ -106,6 +107,8 @@ class Config:
                 setattr(self, name, section_from_dict(cls, section))
             elif not isinstance(section, cls):
                 raise ConfigError(f"section '{name}' must be a {cls.__name__} or a mapping")
+        if self.train.cuda_graph and self.train.device == "cpu":
+            raise ConfigError("train.cuda_graph: needs a CUDA device, and train.device is cpu")
         if self.model.likelihood == "itakura_saito" and not self.power_spectra:
             raise ConfigError("likelihood: itakura_saito models power spectrograms; "
                               "with mel features or motion data choose gaussian (or auto)")

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import Config
+from .config import Config, ConfigError
 from .cpu import keep_freed_memory, unlock_mkl_on_amd
+from .cuda_graph import CudaGraphStep, make_capturable
 from .models import DVAE, build_model
 from .schedules import feedback_prob, kl_weight, lr_schedule
 
@@ -57,21 +58,28 @@ def autocast(cfg: Config, device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.amp == "bf16")
 
 
-def train_epoch(model: DVAE, windows, optimizer, cfg: Config, beta: float, ss_prob: float, generator, device) -> dict:
+def train_epoch(model: DVAE, windows, optimizer, cfg: Config, beta: float, ss_prob: float, generator, device,
+                graph_step: CudaGraphStep | None = None) -> dict:
+    """One epoch; with `graph_step`, full batches replay its CUDA graph and a last short one steps eagerly."""
     model.train()
     sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
     n = 0
     for x in batches(windows, cfg.train.batch_size, generator):
-        with autocast(cfg, device):
-            loss = model.loss(x.to(device), kl_weight=beta, feedback_prob=ss_prob)
+        x = x.to(device)
+        loss = graph_step(x, beta, ss_prob) if graph_step is not None and len(x) == cfg.train.batch_size else None
+        replayed = loss is not None
+        if not replayed:
+            with autocast(cfg, device):
+                loss = model.loss(x, kl_weight=beta, feedback_prob=ss_prob)
         parts = {"loss": loss.total.item(), "recon": loss.recon.item(), "kl": loss.kl.item()}
         if not math.isfinite(parts["loss"]):
-            return parts  # diverged: stop before the update spreads NaN into the weights
-        optimizer.zero_grad(set_to_none=True)
-        loss.total.backward()
-        if cfg.train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-        optimizer.step()
+            return parts  # diverged: stop (eagerly, before the update spreads NaN into the weights)
+        if not replayed:
+            optimizer.zero_grad(set_to_none=True)
+            loss.total.backward()
+            if cfg.train.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+            optimizer.step()
         for key, value in parts.items():
             sums[key] += value * len(x)
         n += len(x)
@@ -149,12 +157,14 @@ def train(cfg: Config, run_dir: str | Path, *, corpus=None, on_epoch: OnEpoch | 
 
     keep_freed_memory()
     unlock_mkl_on_amd()  # before the first matrix product, which preparing a corpus may be
+    device = pick_device(cfg.train.device)
+    if cfg.train.cuda_graph and device.type != "cuda":
+        raise ConfigError(f"train.cuda_graph: needs a CUDA device, and this run's device is {device}")
     run_dir = Path(run_dir).absolute()
     ckpt_dir = run_dir / "checkpoint"
     if corpus is None:
         corpus = prepare_corpus(cfg.data)
     cfg = cfg.for_data(corpus.feature_dim)
-    device = pick_device(cfg.train.device)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
 
@@ -186,6 +196,8 @@ def train(cfg: Config, run_dir: str | Path, *, corpus=None, on_epoch: OnEpoch | 
         if loop["stop_reason"] == "completed" and loop["epoch"] < cfg.train.epochs:
             loop["stop_reason"] = None  # more epochs asked for: train on
         log(f"resumed from {resume_from} after epoch {loop['epoch']}")
+    make_capturable(optimizer, cfg.train.cuda_graph, device)
+    graph_step = CudaGraphStep(model, optimizer, cfg.train.grad_clip, cfg.train.amp == "bf16") if cfg.train.cuda_graph else None
 
     writer = SummaryWriter(str(run_dir / "tb"))
     precision_before = torch.get_float32_matmul_precision()
@@ -195,9 +207,9 @@ def train(cfg: Config, run_dir: str | Path, *, corpus=None, on_epoch: OnEpoch | 
             epoch = loop["epoch"]
             started = time.perf_counter()
             beta, ss = kl_weight(cfg.train, epoch), feedback_prob(cfg.train, epoch)
-            lr = optimizer.param_groups[0]["lr"]
+            lr = float(optimizer.param_groups[0]["lr"])
             generator = torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch)
-            fit = train_epoch(model, train_windows, optimizer, cfg, beta, ss, generator, device)
+            fit = train_epoch(model, train_windows, optimizer, cfg, beta, ss, generator, device, graph_step)
             diverged = not math.isfinite(fit["loss"])
             # a diverged epoch reports NaN, so that a search counts the trial as failed
             val = dict.fromkeys(("val_loss", "val_recon", "val_kl"), math.nan) if diverged \

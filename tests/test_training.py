@@ -7,7 +7,8 @@ import torch
 
 from dvae import training
 from dvae.checkpoint import load_checkpoint
-from dvae.config import Config, TrainConfig
+from dvae.config import Config, ConfigError, TrainConfig
+from dvae.cuda_graph import make_capturable
 from dvae.data import prepare_corpus
 from dvae.schedules import feedback_prob, kl_weight, lr_schedule
 
@@ -207,3 +208,29 @@ def test_the_trainer_applies_the_cpu_settings_before_anything_else(corpus, tmp_p
     cfg = tiny(epochs=1, cache_dir=str(corpus.path.parent))  # the fixture's cache: nothing is built again
     training.train(cfg, tmp_path, log=lambda s: None)  # prepares its corpus, where MKL may already run
     assert calls == ["malloc", "mkl", "data"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_cuda_graph_without_a_gpu_is_refused_before_any_work(tmp_path):
+    with pytest.raises(ConfigError, match="cuda_graph: needs a CUDA device"):
+        tiny(cuda_graph=True, device="cpu")
+    with pytest.raises(ConfigError, match="cuda_graph: needs a CUDA device, and this run's device is cpu"):
+        training.train(tiny(cuda_graph=True, cache_dir=str(tmp_path / "cache")), tmp_path / "run", log=lambda s: None)
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "run").exists()
+
+
+def test_a_capturable_optimiser_reads_its_learning_rate_from_a_tensor_the_schedule_fills():
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.Adam([weight], lr=0.01)
+    weight.grad = torch.ones(3)
+    optimizer.step()  # Adam's state exists, as after a resumed checkpoint
+    make_capturable(optimizer, True, torch.device("cpu"))
+    group = optimizer.param_groups[0]
+    lr = group["lr"]
+    assert group["capturable"] and torch.is_tensor(lr) and lr.item() == pytest.approx(0.01)
+    scheduler = lr_schedule(optimizer, TrainConfig(lr=0.01, lr_schedule="exponential", lr_gamma=0.5))
+    scheduler.step()
+    assert group["lr"] is lr and lr.item() == pytest.approx(0.005)  # filled in place: a recorded graph sees it
+    make_capturable(optimizer, False, torch.device("cpu"))
+    assert group["lr"] == pytest.approx(0.005) and not torch.is_tensor(group["lr"]) and not group["capturable"]
+    assert optimizer.state[weight]["step"].device.type == "cpu"

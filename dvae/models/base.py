@@ -107,7 +107,8 @@ class DVAE(nn.Module):
 
         Cold (prime None): latents from the prior, the model feeding back its own output.
         Primed: the first frames of `prime` (batch, P, x_dim) are run through the model with
-        their posterior latents, then the model continues on its own from that state.
+        their posterior latents, then the model continues on its own from that state; the
+        batch is then prime's.
         """
         raise NotImplementedError
 

@@ -58,6 +58,7 @@ class STORN(DVAE):
     def generate(self, n_frames, batch=1, prime=None):
         state = fx_prev = None
         if prime is not None:
+            batch = len(prime)
             fx = self.phi_x(self.likelihood.features(prime))
             q_mean, q_logvar = self.encoder(self.rnn_g(fx)[0])
             z = reparameterise(q_mean, q_logvar, self.noise(prime))
