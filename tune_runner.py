@@ -132,6 +132,9 @@ class Plan:
 
         cpus, gpus = float(os.cpu_count() or 1), float(_local_gpus())
         gpus_per_trial = args.gpus_per_trial if args.gpus_per_trial is not None else (1.0 if gpus else 0.0)
+        if gpus_per_trial == 0 and any(space.config(v).train.cuda_graph for v in space.variants):
+            raise UsageError("the space sets train.cuda_graph, which needs a GPU in every trial; "
+                             "give --gpus-per-trial (or leave cuda_graph out)")
         return cls(args, space, experiment_dir, cpus, gpus, gpus_per_trial)
 
     def resources(self, cpus: float, gpus: float):

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure  # no pyplot: figures render with Agg, no d
 
 from .checkpoint import load_model
 from .config import MOTION_CORPORA, Config, ConfigError
+from .cpu import unlock_mkl_on_amd
 from .data import FeatureExtractor, prepare_corpus
 from .data.audio import SAMPLE_RATE
 from .data.motion import FRAME_RATE as MOTION_FRAME_RATE
@@ -42,6 +43,7 @@ def generate_from_checkpoint(path: str | Path, out_dir: Optional[str | Path] = N
     """
     if seconds <= 0 or n < 1 or prime_seconds < 0:
         raise ConfigError(f"need seconds > 0, n >= 1 and prime >= 0 (got {seconds}, {n}, {prime_seconds})")
+    unlock_mkl_on_amd()  # as in training, before the first matrix product
     check_split(split)
     model, cfg = load_model(path)
     cfg = with_data(cfg, data)

@@ -210,3 +210,11 @@ def test_dry_run_shows_fractional_gpus_without_gpus_and_starts_no_ray(tmp_path):
                      "ASHA on training_iteration", "6 configurations x 1 seed(s) = 6 trials", "fixed       corpus=asterisk"):
         assert expected in out, out
     assert not ray_tmp.exists() and not (tmp_path / "exp").exists()
+
+
+def test_a_space_recording_cuda_graphs_is_refused_without_gpus_per_trial(tmp_path, capsys):
+    path = write(tmp_path, edit("fixed: {max_utterances: 8, epochs: 10}", "fixed: {max_utterances: 8, epochs: 10, cuda_graph: true}"))
+    assert tune_runner.main(["--space", path, "--gpus-per-trial", "0", "--storage", str(tmp_path / "exp")]) == 2
+    assert "sets train.cuda_graph, which needs a GPU in every trial" in capsys.readouterr().err
+    assert not (tmp_path / "exp").exists() or not any((tmp_path / "exp").iterdir())
+    assert tune_runner.main(["--space", path, "--gpus-per-trial", "0.25", "--dry-run", "--storage", str(tmp_path / "exp")]) == 0

@@ -84,9 +84,11 @@ class DVAE(nn.Module):
 
     def compile_steps(self, mode: str | None = None) -> "DVAE":
         """Runs the per-frame step methods under torch.compile, which fuses each step's small
-        elementwise operations (forward and backward) into a few kernels. That pays where a
-        step is launch-bound (GPU); on a CPU the steps' matrix products dominate and compiling
-        (tens of seconds) did not pay in benchmarks/bench_step.py, so it is off by default.
+        elementwise operations (forward and backward) into a few kernels. In benchmarks/bench_step.py
+        it did not pay: on a CPU the steps' matrix products dominate, and on an H100, with a
+        CUDA graph per frame's step ("reduce-overhead"), the steps were slower than eager, the
+        backward pass still running frame by frame (the trainer's cuda_graph, which records
+        the whole step, is what paid there). Off by default.
         `mode` is torch.compile's ("reduce-overhead" adds CUDA graphs). A step that fails to
         compile warns and runs eagerly."""
         torch._dynamo.config.allow_rnn = True  # steps read nn.LSTM weights (they never call the module)
