@@ -3,7 +3,7 @@
     python tune_runner.py --list                          # the spaces and what each studies
     python tune_runner.py --space vrnn_priors             # budget 'small': a laptop CPU, end to end
     python tune_runner.py --space vrnn_priors --budget smoke --dry-run   # show it, start nothing
-    python tune_runner.py --space review_benchmark --budget full --gpus-per-trial 0.25
+    python tune_runner.py --space review_benchmark --budget full --gpus-per-trial 1 --cuda-graph
     python tune_runner.py --space vrnn_priors --name my-run --resume     # after an interruption
     ray start --head; python tune_runner.py --space kl_warmup --address auto --storage /shared/exp
 
@@ -55,6 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--gpus-per-trial", type=float,
                    help="GPUs per trial; fractions share a GPU (0.25: four trials each). Default: 1 with a GPU, else 0")
     p.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as the resources hold)")
+    p.add_argument("--cuda-graph", action="store_const", const=True, default=None,
+                   help="record each trial's training step as one CUDA graph (train.cuda_graph; needs GPUs per trial)")
     p.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
     return p.parse_args(argv)
 
@@ -110,12 +112,12 @@ class Plan:
             if not settings_file.is_file() or not experiment_exists(experiment_dir):
                 raise UsageError(f"no experiment to resume at {experiment_dir}" + _existing(storage))
             saved = json.loads(settings_file.read_text())
-            for key in ("space", "budget", "num_samples"):
+            for key in ("space", "budget", "num_samples", "cuda_graph"):
                 given = getattr(args, key)
-                if given is not None and given != saved[key]:
+                if given is not None and given != saved.get(key):
                     raise UsageError(f"--{key.replace('_', '-')} {given} differs from the experiment's "
-                                     f"{saved[key]}; a resumed search keeps its settings (leave the option out)")
-            args.space, args.budget, args.num_samples = saved["space"], saved["budget"], saved["num_samples"]
+                                     f"{saved.get(key)}; a resumed search keeps its settings (leave the option out)")
+                setattr(args, key, saved.get(key))
         elif not args.space:
             raise UsageError("--space is required; see --list for the spaces")
         args.budget = args.budget or "small"
@@ -123,6 +125,8 @@ class Plan:
         space = load_space(args.space, args.budget)
         if args.num_samples:
             space = dataclasses.replace(space, num_samples=args.num_samples)
+        if args.cuda_graph:
+            space = dataclasses.replace(space, fixed={**space.fixed, "cuda_graph": True})
         if not args.resume:
             name = args.name or f"{space.name}-{args.budget}-{time.strftime('%Y%m%d-%H%M%S')}"
             experiment_dir = storage / name
@@ -133,7 +137,7 @@ class Plan:
         cpus, gpus = float(os.cpu_count() or 1), float(_local_gpus())
         gpus_per_trial = args.gpus_per_trial if args.gpus_per_trial is not None else (1.0 if gpus else 0.0)
         if gpus_per_trial == 0 and any(space.config(v).train.cuda_graph for v in space.variants):
-            raise UsageError("the space sets train.cuda_graph, which needs a GPU in every trial; "
+            raise UsageError("train.cuda_graph (--cuda-graph or the space's) needs a GPU in every trial; "
                              "give --gpus-per-trial (or leave cuda_graph out)")
         return cls(args, space, experiment_dir, cpus, gpus, gpus_per_trial)
 
@@ -188,7 +192,8 @@ class Plan:
             return 2
         self.experiment_dir.mkdir(parents=True, exist_ok=True)
         if not self.args.resume:
-            settings = {"space": self.args.space, "budget": self.space.budget, "num_samples": self.args.num_samples}
+            settings = {"space": self.args.space, "budget": self.space.budget, "num_samples": self.args.num_samples,
+                        "cuda_graph": self.args.cuda_graph}
             (self.experiment_dir / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
         resources = self.start_ray()
         if resources is None:

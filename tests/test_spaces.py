@@ -212,9 +212,14 @@ def test_dry_run_shows_fractional_gpus_without_gpus_and_starts_no_ray(tmp_path):
     assert not ray_tmp.exists() and not (tmp_path / "exp").exists()
 
 
-def test_a_space_recording_cuda_graphs_is_refused_without_gpus_per_trial(tmp_path, capsys):
+def test_cuda_graphs_from_the_space_or_the_flag_are_refused_without_gpus_per_trial(tmp_path, capsys):
     path = write(tmp_path, edit("fixed: {max_utterances: 8, epochs: 10}", "fixed: {max_utterances: 8, epochs: 10, cuda_graph: true}"))
     assert tune_runner.main(["--space", path, "--gpus-per-trial", "0", "--storage", str(tmp_path / "exp")]) == 2
-    assert "sets train.cuda_graph, which needs a GPU in every trial" in capsys.readouterr().err
+    assert "train.cuda_graph (--cuda-graph or the space's) needs a GPU in every trial" in capsys.readouterr().err
     assert not (tmp_path / "exp").exists() or not any((tmp_path / "exp").iterdir())
+    assert tune_runner.main(["--space", "vrnn_priors", "--cuda-graph", "--gpus-per-trial", "0", "--storage", str(tmp_path)]) == 2
+    assert "needs a GPU in every trial" in capsys.readouterr().err
     assert tune_runner.main(["--space", path, "--gpus-per-trial", "0.25", "--dry-run", "--storage", str(tmp_path / "exp")]) == 0
+    assert "cuda_graph=True" in capsys.readouterr().out
+    assert tune_runner.main(["--space", "vrnn_priors", "--cuda-graph", "--gpus-per-trial", "1", "--dry-run", "--storage", str(tmp_path)]) == 0
+    assert "cuda_graph=True" in capsys.readouterr().out  # the flag joins the fixed settings every trial gets
