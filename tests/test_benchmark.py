@@ -140,3 +140,23 @@ def test_trial_startup_benchmark_times_every_trial(tmp_path):
     assert all(t["overhead_s"] > 0 and t["epoch_time_s"] > 0 for t in result["trials"])
     assert result["holds"] == (result["max_s"] < result["target_s"])
     assert "from scheduled to first epoch" in done.stdout
+
+
+def test_gpu_share_benchmark_sums_the_trials_rates(tmp_path, capsys):
+    from benchmarks import bench_gpu_share
+    with pytest.raises(SystemExit):
+        bench_gpu_share.main(["--trials", "1", "--device", "cpu"])
+    out = tmp_path / "share.json"
+    result = bench_gpu_share.main(["--device", "cpu", "--models", "vae", "--trials", "2", "--seconds", "0.5",
+                                   "--warmup", "1", "--batch", "2", "--frames", "4", "--out", str(out)])
+    row = json.loads(out.read_text())["rows"][0]
+    assert row == result["rows"][0] and len(row["shared_per_trial_steps_per_s"]) == 2
+    assert row["shared_steps_per_s"] == pytest.approx(sum(row["shared_per_trial_steps_per_s"]))
+    assert row["ratio"] == pytest.approx(row["shared_steps_per_s"] / row["alone_steps_per_s"]) and row["ratio"] > 0
+    assert row["holds"] is None  # the 2.5x target is for 4 trials
+    assert "vae" in capsys.readouterr().out
+
+
+def test_step_benchmark_refuses_cuda_graphs_on_the_cpu():
+    with pytest.raises(SystemExit, match="--cuda-graph needs --device cuda"):
+        bench_step.main([*TINY_ARGS, "--cuda-graph"])
