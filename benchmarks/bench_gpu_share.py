@@ -22,7 +22,6 @@ this leaves out of a trial: copying each batch to the GPU, validation and checkp
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import sys
@@ -34,6 +33,7 @@ import torch
 from dvae.config import MODEL_NAMES, ModelConfig
 from dvae.models import build_model
 
+from . import write_result
 from .bench_step import make_step
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,10 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
     for r in rows:
         verdict = "" if r["holds"] is None else ("holds" if r["holds"] else "FAILS")
         print(f"{r['model']:<15}{r['alone_steps_per_s']:>15.1f}{r['shared_steps_per_s']:>20.1f}{r['ratio']:>7.2f}x  {verdict}")
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"gpu_share_{args.device}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(f"\nwritten to {out}")
+    write_result(result, Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"gpu_share_{args.device}.json")
     return result
 
 

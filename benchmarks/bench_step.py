@@ -82,6 +82,7 @@ from dvae.models import build_model
 from dvae.cpu import keep_freed_memory, unlock_mkl_on_amd
 from dvae.cuda_graph import CudaGraphStep, make_capturable
 
+from . import write_result
 from .reference_models import build_reference
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -383,10 +384,7 @@ def main(argv: list[str] | None = None) -> dict:
     print()
     for c in checks:
         print(f"{'holds' if c['holds'] else 'FAILS':<6} {c['model']:<15} T={c['frames']:<4} {c['target']:<28} ({c['value']:.2f})")
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"step_{args.device}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(f"\nwritten to {out}")
+    write_result(result, Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"step_{args.device}.json")
     return result
 
 

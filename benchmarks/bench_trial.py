@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import statistics
@@ -29,6 +28,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from . import write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_S = 5.0
@@ -108,10 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
     for i, r in enumerate(rows):
         print(f"trial {i + 1}: {r['overhead_s']:.2f} s from scheduled to first epoch (the epoch took {r['epoch_time_s']:.2f} s)")
     print(f"{'holds' if result['holds'] else 'FAILS'}  every trial's start-up under {TARGET_S:g} s (max {result['max_s']:.2f} s)")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(f"written to {out}")
+    write_result(result, Path(args.out))
     return result
 
 

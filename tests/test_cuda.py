@@ -108,23 +108,23 @@ def replayed_and_eager_steps(name, feedback_prob=0.0, steps=4, **model_kw):
     x = torch.randn(B, T, SIZES["x_dim"], generator=torch.Generator().manual_seed(1)).exp().cuda()
     runs = {}
     for mode in ("graph", "eager"):
-        copy_ = copy.deepcopy(model)
-        optimizer = torch.optim.Adam(copy_.parameters(), lr=1e-3)
+        trained = copy.deepcopy(model)
+        optimizer = torch.optim.Adam(trained.parameters(), lr=1e-3)
         make_capturable(optimizer, True, x.device)  # both alike: the eager run steps the capturable Adam
-        graph_step = CudaGraphStep(copy_, optimizer, grad_clip=5.0, bf16=False)
+        graph_step = CudaGraphStep(trained, optimizer, grad_clip=5.0, bf16=False)
         torch.cuda.manual_seed(11)
         losses = []
         for _ in range(steps):
             if mode == "graph":
                 loss = graph_step(x, kl_weight=0.3, feedback_prob=feedback_prob)
             else:
-                loss = copy_.loss(x, kl_weight=0.3, feedback_prob=feedback_prob)
+                loss = trained.loss(x, kl_weight=0.3, feedback_prob=feedback_prob)
                 optimizer.zero_grad(set_to_none=True)
                 loss.total.backward()
-                torch.nn.utils.clip_grad_norm_(copy_.parameters(), 5.0)
+                torch.nn.utils.clip_grad_norm_(trained.parameters(), 5.0)
                 optimizer.step()
             losses.append(loss.total.item())
-        runs[mode] = losses, {k: v.clone() for k, v in copy_.state_dict().items()}
+        runs[mode] = losses, {k: v.clone() for k, v in trained.state_dict().items()}
     return runs["graph"], runs["eager"]
 
 
