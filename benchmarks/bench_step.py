@@ -48,6 +48,15 @@ teacher forcing and KL weight 1. Each (model, length) runs in a fresh Python pro
 - speed-up ceiling: the reference's step time over the time the step's FLOPs would take at
   the machine's rate. No implementation of the same model beats it; where a speed-up target
   lies above it, the target cannot hold on that machine.
+- matrix products alone ("mm ms"): every matrix product that one fast step runs, forward and
+  backward (BLAS products and the fused nn.LSTM kernels, recorded at the dispatcher with
+  copies of their arguments), replayed in order with nothing between them, best of 5. It is
+  what the step's products cost at the shapes this implementation gives them, with their
+  operands in cache: a lower bound on their share of the step. "mm peak" is the step's FLOPs
+  over that time as a fraction of the machine's rate, and "mm bound" the reference's time
+  over it: the speed-up the step would have if everything besides its products (elementwise
+  work, copies, Python) took no time. Where a target lies above it, reaching the target needs
+  faster products at these shapes, not less overhead. Not measured with --cuda-graph.
 
 Options: --frames 50 200, --batch 128, --reps 10, --warmup 3, --threads N (CPU threads;
 default torch's), --compile (the fast models' step loops under torch.compile; --compile-mode
@@ -75,6 +84,8 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_map
 from torch.utils.flop_counter import FlopCounterMode
 
 from dvae.config import MODEL_NAMES, ModelConfig
@@ -186,6 +197,50 @@ def count_flops(model, x, amp: str | None) -> tuple[int, int]:
     return counter.get_total_flops(), lstm_flops
 
 
+# What the step's matrix products are, at the dispatcher: BLAS products and the fused RNN kernels.
+MATRIX_PRODUCTS = {name for name in ("mm", "addmm", "bmm", "baddbmm", "mkldnn_rnn_layer", "mkldnn_rnn_layer_backward",
+                                     "_cudnn_rnn", "_cudnn_rnn_backward")}
+
+
+class RecordMatrixProducts(TorchDispatchMode):
+    """Records every matrix product one step runs, forward and backward, with copies of its arguments."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func.overloadpacket.__name__ in MATRIX_PRODUCTS:
+            copy = lambda v: v.detach().clone() if isinstance(v, torch.Tensor) else v  # noqa: E731
+            self.calls.append((func, tree_map(copy, args), tree_map(copy, kwargs)))
+        return func(*args, **kwargs)
+
+
+def record_matrix_products(step) -> list:
+    """The matrix products that one call of `step` runs, forward and backward, each as
+    (op, copies of its arguments), in the order they ran."""
+    with RecordMatrixProducts() as recorder:
+        step()
+    return recorder.calls
+
+
+def replay_seconds(calls: list, device: torch.device, reps: int = 5) -> float:
+    """The best of `reps` replays of `calls`, in order and with nothing else between them: a
+    lower bound on what these products cost inside the step, where other work evicts their
+    operands from the caches. The step's time less this is what its elementwise work,
+    copies and Python cost at least."""
+    best = float("inf")
+    for _ in range(reps + 1):  # the first replay warms up
+        sync(device)
+        start = time.perf_counter()
+        for func, args, kwargs in calls:
+            func(*args, **kwargs)
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def page_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
@@ -247,6 +302,11 @@ def measure(name: str, frames: int, args) -> dict:
             times[which].append(time.perf_counter() - start)
             faults[which] += page_faults() - faults_before
     step_s, ref_s = statistics.median(times["fast"]), statistics.median(times["reference"])
+    # after the timed steps, which the recorded copies would otherwise crowd in memory
+    products = [] if args.cuda_graph else record_matrix_products(steps["fast"])
+    products_s = replay_seconds(products, device) if products else None
+    n_products = len(products)
+    del products
     flops = flops_counted + flops_lstm
     return {
         "model": name, "frames": frames, "batch": args.batch,
@@ -260,6 +320,12 @@ def measure(name: str, frames: int, args) -> dict:
         "reference_matmul_fraction": flops / ref_s / matmul_rate,
         # the speed-up of a step doing the same FLOPs at the machine's matmul rate: no faster model can beat it
         "speedup_ceiling": ref_s * matmul_rate / flops,
+        # the step's own matrix products replayed alone (not under --cuda-graph): the time they need at
+        # their shapes, the share of the step they are, and the speed-up if nothing else took any time
+        "matrix_products_ms": None if products_s is None else 1e3 * products_s, "matrix_products": n_products,
+        "matrix_products_share": None if products_s is None else products_s / step_s,
+        "matrix_products_fraction": None if products_s is None else flops / products_s / matmul_rate,
+        "speedup_matrix_products_bound": None if products_s is None else ref_s / products_s,
         "peak_mem_mb": None if peak_mem is None else peak_mem / 2**20,
         "page_faults_per_step": faults["fast"] / args.reps, "reference_page_faults_per_step": faults["reference"] / args.reps,
         "mkl_unlocked": mkl_unlocked,
@@ -298,14 +364,18 @@ def check_targets(rows: list[dict], device: str) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     head = (f"{'model':<15}{'T':>5}{'step ms':>10}{'ref ms':>10}{'speed-up':>10}{'GFLOP':>8}"
-            f"{'GFLOP/s':>9}{'of peak':>10}{'ref':>6}{'ceiling':>9}{'peak MB':>9}{'faults MB':>10}{'load':>6}")
+            f"{'GFLOP/s':>9}{'of peak':>10}{'ref':>6}{'ceiling':>9}{'mm ms':>8}{'mm peak':>9}{'mm bound':>10}"
+            f"{'peak MB':>9}{'faults MB':>10}{'load':>6}")
     lines = [head, "-" * len(head)]
     for r in rows:
         mem = "-" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}"
+        products = ("-", "-", "-") if r["matrix_products_ms"] is None else (
+            f"{r['matrix_products_ms']:.1f}", f"{100 * r['matrix_products_fraction']:.0f}%",
+            f"{r['speedup_matrix_products_bound']:.2f}x")
         lines.append(f"{r['model']:<15}{r['frames']:>5}{r['step_ms']:>10.1f}{r['reference_step_ms']:>10.1f}"
                      f"{r['speedup']:>9.2f}x{r['flops'] / 1e9:>8.2f}{r['achieved_gflops']:>9.1f}"
                      f"{100 * r['matmul_fraction']:>9.0f}%{100 * r['reference_matmul_fraction']:>5.0f}%"
-                     f"{r['speedup_ceiling']:>8.2f}x{mem:>9}{r['page_faults_per_step'] * resource.getpagesize() / 2**20:>10.0f}"
+                     f"{r['speedup_ceiling']:>8.2f}x{products[0]:>8}{products[1]:>9}{products[2]:>10}{mem:>9}{r['page_faults_per_step'] * resource.getpagesize() / 2**20:>10.0f}"
                      f"{r['load_before']:>6.1f}")
     return "\n".join(lines)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `benchmarks` is not an installed package
 
@@ -79,9 +80,31 @@ def test_benchmark_writes_the_table_and_json(tmp_path, capsys):
         assert row["speedup_ceiling"] == pytest.approx(row["reference_step_ms"] / ideal_ms)
         assert row["speedup"] / row["speedup_ceiling"] == pytest.approx(row["matmul_fraction"])
         assert row["peak_mem_mb"] is None  # not measured in-process
+        # the step's matrix products alone: part of the step, so faster than it, and the bound above its speed-up
+        assert row["matrix_products"] > 0 and 0 < row["matrix_products_share"] < 1
+        assert row["matrix_products_share"] == pytest.approx(row["matrix_products_ms"] / row["step_ms"])
+        assert row["speedup_matrix_products_bound"] == pytest.approx(row["reference_step_ms"] / row["matrix_products_ms"])
+        assert row["speedup_matrix_products_bound"] > row["speedup"]
     targets = {(c["model"], c["target"].split()[0]) for c in result["targets"]}
     assert ("vrnn", "speedup") in targets and ("dkf", "matmul_fraction") in targets
     assert all(isinstance(c["holds"], bool) for c in result["targets"])
+
+
+@pytest.mark.parametrize("name", ["vae", "vrnn", "storn"])
+def test_the_replayed_matrix_products_are_the_steps_own(name):
+    """What the benchmark times as the step's matrix products alone is every product of its
+    forward and backward passes, nothing more: the same FLOPs as the step's own count, and
+    nn.LSTM's fused kernels (which the counter does not see) among them, forward and back."""
+    model, x = build_model(ModelConfig(name=name, **TINY)), batch()
+    calls = bench_step.record_matrix_products(bench_step.make_step(model, x, amp=None))
+    with FlopCounterMode(display=False) as counter:
+        for func, args, kwargs in calls:
+            func(*args, **kwargs)
+    assert counter.get_total_flops() == bench_step.count_flops(model, x, amp=None)[0]
+    ops = {func.overloadpacket.__name__ for func, _, _ in calls}
+    has_lstm = any(isinstance(m, torch.nn.LSTM) for m in model.modules()) and name != "vrnn"  # VRNN steps its own
+    assert ({"mkldnn_rnn_layer", "mkldnn_rnn_layer_backward"} <= ops) == has_lstm
+    assert bench_step.replay_seconds(calls, torch.device("cpu"), reps=1) > 0
 
 
 def test_benchmark_measures_peak_memory_in_a_fresh_process(tmp_path):
