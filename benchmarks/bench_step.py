@@ -198,8 +198,8 @@ def count_flops(model, x, amp: str | None) -> tuple[int, int]:
 
 
 # What the step's matrix products are, at the dispatcher: BLAS products and the fused RNN kernels.
-MATRIX_PRODUCTS = {name for name in ("mm", "addmm", "bmm", "baddbmm", "mkldnn_rnn_layer", "mkldnn_rnn_layer_backward",
-                                     "_cudnn_rnn", "_cudnn_rnn_backward")}
+MATRIX_PRODUCTS = {"mm", "addmm", "bmm", "baddbmm", "mkldnn_rnn_layer", "mkldnn_rnn_layer_backward",
+                   "_cudnn_rnn", "_cudnn_rnn_backward"}
 
 
 class RecordMatrixProducts(TorchDispatchMode):
