@@ -100,7 +100,7 @@ def test_compiled_steps_on_cuda_compute_the_eager_loss(mode):
         torch.testing.assert_close(got_grads[key], grad, rtol=1e-3, atol=1e-5, msg=lambda m: f"{key}: {m}")
 
 
-def replayed_and_eager_steps(name, feedback_prob=0.0, steps=4, **model_kw):
+def replayed_and_eager_steps(name, feedback_prob=0.0, steps=4, bf16=False, **model_kw):
     """(losses, final weights) of `steps` training steps replayed as a CUDA graph and stepped
     eagerly, from the same weights, optimiser state and RNG state."""
     torch.manual_seed(0)
@@ -111,14 +111,15 @@ def replayed_and_eager_steps(name, feedback_prob=0.0, steps=4, **model_kw):
         trained = copy.deepcopy(model)
         optimizer = torch.optim.Adam(trained.parameters(), lr=1e-3)
         make_capturable(optimizer, True, x.device)  # both alike: the eager run steps the capturable Adam
-        graph_step = CudaGraphStep(trained, optimizer, grad_clip=5.0, bf16=False)
+        graph_step = CudaGraphStep(trained, optimizer, grad_clip=5.0, bf16=bf16)
         torch.cuda.manual_seed(11)
         losses = []
         for _ in range(steps):
             if mode == "graph":
                 loss = graph_step(x, kl_weight=0.3, feedback_prob=feedback_prob)
             else:
-                loss = trained.loss(x, kl_weight=0.3, feedback_prob=feedback_prob)
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16, cache_enabled=False):
+                    loss = trained.loss(x, kl_weight=0.3, feedback_prob=feedback_prob)
                 optimizer.zero_grad(set_to_none=True)
                 loss.total.backward()
                 torch.nn.utils.clip_grad_norm_(trained.parameters(), 5.0)
@@ -128,9 +129,19 @@ def replayed_and_eager_steps(name, feedback_prob=0.0, steps=4, **model_kw):
     return runs["graph"], runs["eager"]
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
-def test_the_replayed_step_graph_trains_as_the_eager_step(name):
-    (graph_losses, graph_weights), (eager_losses, eager_weights) = replayed_and_eager_steps(name)
+GRAPH_CASES = [(name, {}) for name in MODEL_NAMES] + [
+    ("vrnn", {"prior": "student_t", "learn_df": True}),  # a Monte-Carlo KL through Student-t densities, df learned
+    ("srnn", {"dropout": 0.2}),  # dropout masks drawn inside the graph: new ones at every replay
+    ("rvae_noncausal", {"prior": "student_t", "dropout": 0.2}),
+    ("vrnn", {"bf16": True}),
+    ("dkf", {"bf16": True}),
+]
+
+
+@pytest.mark.parametrize("name, options", GRAPH_CASES,
+                         ids=[name + "".join(f"-{k}" for k in options) for name, options in GRAPH_CASES])
+def test_the_replayed_step_graph_trains_as_the_eager_step(name, options):
+    (graph_losses, graph_weights), (eager_losses, eager_weights) = replayed_and_eager_steps(name, **options)
     assert len(set(graph_losses)) == len(graph_losses)  # every replay is a new step, not the recorded one again
     torch.testing.assert_close(torch.tensor(graph_losses), torch.tensor(eager_losses), rtol=1e-4, atol=1e-4)
     for key, value in eager_weights.items():

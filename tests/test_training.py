@@ -104,10 +104,16 @@ def test_early_stopping_after_patience(corpus, tmp_path, monkeypatch):
     assert summary["stop_reason"] == "early_stopped" and summary["epochs_run"] == 3 and summary["best_epoch"] == 1
 
 
-@pytest.mark.parametrize("name", ["srnn", "dkf"])
-def test_resume_equals_an_uninterrupted_run(corpus, tmp_path, name):
-    cfg = tiny(name=name, epochs=4, dropout=0.1, lr_schedule="warmup_cosine", lr_warmup_epochs=2, media_every=2,
-               kl_warmup="linear", kl_warmup_epochs=3, ss_epochs=2 if name == "srnn" else 0)
+def resume_config(name: str, **overrides) -> Config:
+    """A run that exercises everything a resume must restore: dropout, a learning-rate warm-up
+    and schedule, KL warm-up, scheduled sampling (SRNN) and TensorBoard media."""
+    return tiny(name=name, epochs=4, dropout=0.1, lr_schedule="warmup_cosine", lr_warmup_epochs=2, media_every=2,
+                kl_warmup="linear", kl_warmup_epochs=3, ss_epochs=2 if name == "srnn" else 0, **overrides)
+
+
+def whole_and_resumed_runs(cfg: Config, corpus, tmp_path) -> tuple[tuple[dict, dict], tuple[dict, dict]]:
+    """(summary, last checkpoint) of `cfg` run without a break, and of the same run stopped by
+    an exception after its second epoch and resumed from its last checkpoint."""
     whole = training.train(cfg, tmp_path / "whole", corpus=corpus, log=lambda s: None)
 
     class Crash(Exception):
@@ -121,12 +127,28 @@ def test_resume_equals_an_uninterrupted_run(corpus, tmp_path, name):
         training.train(cfg, tmp_path / "cut", corpus=corpus, on_epoch=crash_after_second_epoch, log=lambda s: None)
     resumed = training.train(cfg, tmp_path / "cut", corpus=corpus, resume_from=tmp_path / "cut/checkpoint/last.pt",
                              log=lambda s: None)
+    return ((whole, load_checkpoint(tmp_path / "whole/checkpoint/last.pt")),
+            (resumed, load_checkpoint(tmp_path / "cut/checkpoint/last.pt")))
+
+
+@pytest.mark.parametrize("name", ["srnn", "dkf"])
+def test_resume_equals_an_uninterrupted_run(corpus, tmp_path, name):
+    (whole, a), (resumed, b) = whole_and_resumed_runs(resume_config(name), corpus, tmp_path)
     assert resumed["final"]["val_loss"] == whole["final"]["val_loss"]
-    a = load_checkpoint(tmp_path / "whole/checkpoint/last.pt")
-    b = load_checkpoint(tmp_path / "cut/checkpoint/last.pt")
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
     assert a["optimizer"]["state"][0]["step"] == b["optimizer"]["state"][0]["step"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("cuda_graph", [False, True], ids=["eager", "cuda_graph"])
+def test_resume_on_cuda_equals_an_uninterrupted_run(corpus, tmp_path, cuda_graph):
+    (whole, a), (resumed, b) = whole_and_resumed_runs(resume_config("srnn", device="cuda", cuda_graph=cuda_graph),
+                                                      corpus, tmp_path)
+    assert resumed["final"]["val_loss"] == pytest.approx(whole["final"]["val_loss"], rel=1e-6)
+    for key in a["model"]:  # GPU kernels may sum in another order from run to run: close, not equal
+        torch.testing.assert_close(b["model"][key], a["model"][key], rtol=1e-4, atol=1e-6, msg=lambda m: f"{key}: {m}")
+    assert float(a["optimizer"]["state"][0]["step"]) == float(b["optimizer"]["state"][0]["step"])
 
 
 def test_training_lowers_the_validation_loss_and_logs_to_tensorboard(corpus, tmp_path):
