@@ -3,7 +3,9 @@
 Each recurrence is an LSTM cell stepped in a Python loop (`torch.lstm_cell`, the function
 behind nn.LSTMCell), each time-distributed layer is called frame by frame, and per-step
 results are written into preallocated tensors. Nothing is hoisted out of a loop and no
-RNN runs over a whole sequence in one call.
+RNN runs over a whole sequence in one call. Under autograd each such write (`out[:, t] = v`)
+costs a copy of the whole tensor's gradient in the backward pass, so a reference's time grows
+faster than the sequence's length.
 
 Each reference subclasses its fast model and only swaps every nn.LSTM for a `CellLSTM`
 that holds the very same parameters under the same names, then overrides `forward`. So a
