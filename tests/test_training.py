@@ -145,7 +145,7 @@ def test_resume_equals_an_uninterrupted_run(corpus, tmp_path, name):
 def test_resume_on_cuda_equals_an_uninterrupted_run(corpus, tmp_path, cuda_graph):
     (whole, a), (resumed, b) = whole_and_resumed_runs(resume_config("srnn", device="cuda", cuda_graph=cuda_graph),
                                                       corpus, tmp_path)
-    assert resumed["final"]["val_loss"] == pytest.approx(whole["final"]["val_loss"], rel=1e-6)
+    assert resumed["final"]["val_loss"] == pytest.approx(whole["final"]["val_loss"], rel=1e-4)
     for key in a["model"]:  # GPU kernels may sum in another order from run to run: close, not equal
         torch.testing.assert_close(b["model"][key], a["model"][key], rtol=1e-4, atol=1e-6, msg=lambda m: f"{key}: {m}")
     assert float(a["optimizer"]["state"][0]["step"]) == float(b["optimizer"]["state"][0]["step"])
