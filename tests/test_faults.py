@@ -76,7 +76,10 @@ def test_a_killed_trial_process_is_retried_from_its_checkpoint(corpus, ray_env, 
     deadline = time.monotonic() + 180
     killed = False
     while time.monotonic() < deadline and not killed:
-        if list(experiment.glob("srnn_*/checkpoint/last.pt")):  # an epoch is done and checkpointed
+        # The trial writes checkpoint/last.pt before reporting it, and Tune copies each reported
+        # checkpoint to checkpoint_00000N. A copy past the first is made only once the driver has
+        # taken the first report, so by then Tune has recorded a checkpoint to restart from.
+        if any(p.name != "checkpoint_000000" for p in experiment.glob("srnn_*/checkpoint_0*")):
             for pid in trial_processes(ray_env.ray_tmp):
                 os.kill(pid, signal.SIGKILL)
                 killed = True
