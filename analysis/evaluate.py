@@ -21,7 +21,6 @@ eval_<split>[_gm].json and reused while newer than the checkpoint (--refresh rec
 """
 from __future__ import annotations
 
-import argparse
 import html
 import json
 import math
@@ -34,7 +33,8 @@ import pandas as pd
 from dvae.evaluation import METRIC_LABELS
 
 from .leaderboard import TABLE_CSS, configurations, html_table, markdown_table
-from .results import CONFIG, GENERATION_MODE_MODELS, load_trials, model_label, ordered_models, searched_parameters
+from .results import (CONFIG, GENERATION_MODE_MODELS, load_trials, model_label, ordered_models, ranking_parser,
+                      searched_parameters)
 
 # The table's metrics, in the review's order; RMSE is in evaluations.csv only.
 TABLE_METRICS = ("si_sdr", "pesq_wb", "pesq_nb", "estoi", "mpjpe")
@@ -171,21 +171,15 @@ def _nan(value: Optional[float]) -> float:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis.evaluate", description=__doc__.split("\n\n")[0],
-                                     epilog="Writes evaluations.csv, results.csv, results.md and results.html "
-                                            "into --out.")
-    parser.add_argument("experiments", nargs="+", type=Path, help="experiment folders (<storage>/<name>)")
-    parser.add_argument("--k", type=int, default=1, help="configurations per model to score (default 1)")
-    parser.add_argument("--sort", default="val_loss", help="the reported figure that ranks configurations")
-    parser.add_argument("--descending", action="store_true", help="higher is better for --sort")
+    parser = ranking_parser("python -m analysis.evaluate", __doc__.split("\n\n")[0], k=1,
+                            k_help="configurations per model to score",
+                            out_help="output folder (default: the first experiment folder)",
+                            epilog="Writes evaluations.csv, results.csv, results.md and results.html into --out.")
     parser.add_argument("--split", default="test", choices=("train", "valid", "test"),
                         help="the split to score (default test)")
     parser.add_argument("--max-utterances", type=int, help="score only the first N utterances of the split")
     parser.add_argument("--refresh", action="store_true", help="recompute scores saved beside the checkpoints")
-    parser.add_argument("--out", type=Path, help="output folder (default: the first experiment folder)")
     args = parser.parse_args(argv)
-    if args.k < 1:
-        parser.error(f"--k must be at least 1, got {args.k}")
     try:
         trials = load_trials(*args.experiments)
         evaluations = evaluate_top(trials, args.k, args.sort, not args.descending, args.split,

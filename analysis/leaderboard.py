@@ -14,7 +14,6 @@ model, with a rank), and both as leaderboard.md and leaderboard.html.
 """
 from __future__ import annotations
 
-import argparse
 import html
 import math
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .results import CONFIG, load_trials, model_label, ordered_models, searched_parameters
+from .results import CONFIG, load_trials, model_label, ordered_models, ranking_parser, searched_parameters
 
 SUMMARY = ("best_epoch", "epochs_run", "status", "wall_time_s")  # shown beside the ranked figure
 
@@ -180,19 +179,12 @@ tbody tr:hover { background: #f8f8ff; }
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis.leaderboard", description=__doc__.split("\n\n")[0],
-                                     epilog="Writes leaderboard_best.csv, leaderboard_top.csv, leaderboard.md and "
-                                            "leaderboard.html into --out.")
-    parser.add_argument("experiments", nargs="+", type=Path, help="experiment folders (<storage>/<name>)")
-    parser.add_argument("--k", type=int, default=5, help="configurations per model in the top tables (default 5)")
-    parser.add_argument("--sort", default="val_loss",
-                        help="the reported figure to rank by, at each trial's best epoch (default val_loss); "
-                             "final_<figure> ranks by the last epoch's")
-    parser.add_argument("--descending", action="store_true", help="higher is better for --sort")
-    parser.add_argument("--out", type=Path, help="output folder (default: the first experiment folder)")
+    parser = ranking_parser("python -m analysis.leaderboard", __doc__.split("\n\n")[0], k=5,
+                            k_help="configurations per model in the top tables",
+                            out_help="output folder (default: the first experiment folder)",
+                            epilog="Writes leaderboard_best.csv, leaderboard_top.csv, leaderboard.md and "
+                                   "leaderboard.html into --out.")
     args = parser.parse_args(argv)
-    if args.k < 1:
-        parser.error(f"--k must be at least 1, got {args.k}")
     try:
         trials = load_trials(*args.experiments)
         paths = write(trials, args.out or args.experiments[0], args.k, args.sort, not args.descending)

@@ -18,7 +18,6 @@ no global state is left behind.
 """
 from __future__ import annotations
 
-import argparse
 import io
 import math
 import sys
@@ -31,7 +30,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .leaderboard import configurations
-from .results import CONFIG, load, model_label, ordered_models, searched_parameters, study_path
+from .results import CONFIG, load, model_label, ordered_models, ranking_parser, searched_parameters, study_path
 
 MAX_COLUMNS = 3
 HOLLOW = ("stopped_by_asha", "unfinished")  # their figures come from fewer epochs than planned
@@ -249,12 +248,9 @@ def _note(ax, text: str) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis.plots", description=__doc__.split("\n\n")[0])
-    parser.add_argument("experiments", nargs="+", type=Path, help="experiment folders (<storage>/<name>)")
-    parser.add_argument("--k", type=int, default=3, help="configurations per model in the learning curves")
-    parser.add_argument("--sort", default="val_loss", help="the reported figure that ranks configurations")
-    parser.add_argument("--descending", action="store_true", help="higher is better for --sort")
-    parser.add_argument("--out", type=Path, help="output folder (default: <first experiment>/plots)")
+    parser = ranking_parser("python -m analysis.plots", __doc__.split("\n\n")[0], k=3,
+                            k_help="configurations per model in the learning curves",
+                            out_help="output folder (default: <first experiment>/plots)")
     args = parser.parse_args(argv)
     try:
         trials, curves = load(*args.experiments)

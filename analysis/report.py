@@ -17,7 +17,6 @@ an e-mail attachment) with no server and nothing beside it. It holds:
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import sys
@@ -33,7 +32,7 @@ import pandas as pd
 from . import evaluate as evaluation_table
 from . import plots
 from .leaderboard import TABLE_CSS, best_per_model, html_table, sections
-from .results import GENERATION_MODE_MODELS, STATUSES, load, model_label, ordered_models
+from .results import GENERATION_MODE_MODELS, STATUSES, load, model_label, ordered_models, ranking_parser
 
 
 @dataclass
@@ -238,12 +237,9 @@ figure.plot { margin: 1em 0 2em; }
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("experiments", nargs="+", type=Path, help="experiment folders (<storage>/<name>)")
-    parser.add_argument("--out", type=Path, help="the HTML file (default: <first experiment>/report.html)")
-    parser.add_argument("--k", type=int, default=3, help="configurations per model in the top tables and curves")
-    parser.add_argument("--sort", default="val_loss", help="the reported figure that ranks configurations")
-    parser.add_argument("--descending", action="store_true", help="higher is better for --sort")
+    parser = ranking_parser("python -m analysis.report", __doc__.split("\n\n")[0], k=3,
+                            k_help="configurations per model in the top tables and curves",
+                            out_help="the HTML file (default: <first experiment>/report.html)")
     parser.add_argument("--evaluate", action="store_true",
                         help="score each model's best checkpoint on the test split (SI-SDR, PESQ, ESTOI / MPJPE)")
     parser.add_argument("--split", default="test", choices=("train", "valid", "test"),
@@ -252,8 +248,6 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="length of the generated examples (default 3)")
     parser.add_argument("--prime-seconds", type=float, default=1.0, help="real signal before a primed generation")
     args = parser.parse_args(argv)
-    if args.k < 1:
-        parser.error(f"--k must be at least 1, got {args.k}")
     try:
         out = build_report(args.experiments, args.out, args.k, args.sort, not args.descending, args.evaluate,
                            args.split, args.max_utterances, args.seconds, args.prime_seconds)

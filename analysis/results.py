@@ -235,6 +235,28 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def ranking_parser(prog: str, description: str, k: int, k_help: str, out_help: str,
+                   epilog: str | None = None) -> argparse.ArgumentParser:
+    """A parser with the arguments every analysis front shares: the experiment folders, how
+    configurations are ranked (--k, --sort, --descending) and where the output goes (--out)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog)
+    parser.add_argument("experiments", nargs="+", type=Path, help="experiment folders (<storage>/<name>)")
+    parser.add_argument("--k", type=_at_least_one, default=k, help=f"{k_help} (default {k})")
+    parser.add_argument("--sort", default="val_loss",
+                        help="the reported figure to rank by, at each trial's best epoch (default val_loss); "
+                             "final_<figure> ranks by the last epoch's")
+    parser.add_argument("--descending", action="store_true", help="higher is better for --sort")
+    parser.add_argument("--out", type=Path, help=out_help)
+    return parser
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m analysis.results",

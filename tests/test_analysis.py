@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import evaluate, leaderboard, plots, results
+from analysis import evaluate, leaderboard, plots, report, results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -205,6 +205,14 @@ def test_scripts_have_help(module, capsys):
     with pytest.raises(SystemExit) as exit_:
         module.main(["--help"])
     assert exit_.value.code == 0 and "experiments" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("module", [leaderboard, evaluate, plots, report])
+def test_scripts_refuse_fewer_than_one_configuration_before_reading_anything(module, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        module.main([str(tmp_path / "no-such-experiment"), "--k", "0", "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2 and "argument --k: must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_results_table_in_the_reviews_order():

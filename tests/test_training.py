@@ -1,6 +1,5 @@
 """The trainer: schedules, best-weights copy, early stopping, resume, divergence, TensorBoard."""
 import math
-import os
 
 import pytest
 import torch
