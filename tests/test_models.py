@@ -238,7 +238,7 @@ def test_generation_mode_is_refused_where_it_does_not_apply(name):
 def test_generate_cold_and_primed(name, prior):
     model = make(name, prior, "itakura_saito")
     cold = model.generate(7, batch=2)
-    primed = model.generate(5, batch=B, prime=data("itakura_saito"))
+    primed = model.generate(5, batch=1, prime=data("itakura_saito"))  # the batch is then the prime's
     assert cold.shape == (2, 7, D) and primed.shape == (B, 5, D)
     assert torch.isfinite(cold).all() and torch.isfinite(primed).all()
     assert (cold > 0).all()  # expected power is positive

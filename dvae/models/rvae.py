@@ -61,6 +61,7 @@ class RVAE(DVAE):
 
     @torch.no_grad()
     def generate(self, n_frames, batch=1, prime=None):
+        batch = batch if prime is None else len(prime)
         zeros = self.zeros(batch, n_frames, self.cfg.z_dim)
         z = self.prior.sample(zeros, zeros)
         if prime is not None:  # the decoder's RNN over z carries the context of the prime

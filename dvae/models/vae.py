@@ -30,6 +30,7 @@ class VAE(DVAE):
 
     @torch.no_grad()
     def generate(self, n_frames, batch=1, prime=None):
-        zeros = self.zeros(batch, n_frames, self.cfg.z_dim)  # frames are independent: a prime changes nothing
+        batch = batch if prime is None else len(prime)  # frames are independent: a prime sets only the batch
+        zeros = self.zeros(batch, n_frames, self.cfg.z_dim)
         z = self.prior.sample(zeros, zeros)
         return self.likelihood.mean(self.decoder(z))
