@@ -73,7 +73,7 @@ class TrainConfig(_Section):
     lr_step_epochs: int = field(default=30, metadata=_range(1))  # step: decay every N epochs; plateau: after N flat epochs
     lr_gamma: float = field(default=0.5, metadata=_range(0.0, 1.0, lo_open=True))  # step/exponential/plateau factor
     lr_warmup_epochs: int = field(default=5, metadata=_range(0))  # warmup_cosine
-    lr_min: float = field(default=1e-5, metadata=_range(0.0))  # floor of cosine schedules
+    lr_min: float = field(default=1e-5, metadata=_range(0.0))  # floor of the cosine and plateau schedules
     kl_warmup: Literal["none", "linear", "staircase", "cyclical"] = "linear"
     kl_warmup_epochs: int = field(default=20, metadata=_range(0))  # epoch at which the weight reaches 1 (cycle length for cyclical)
     ss_epochs: int = field(default=0, metadata=_range(0))  # scheduled sampling ramp length; 0 = teacher forcing
@@ -89,6 +89,12 @@ class TrainConfig(_Section):
     amp: Literal["off", "bf16"] = "off"  # bfloat16 autocast of forward and loss (for GPUs)
     matmul_precision: Literal["highest", "high", "medium"] = "highest"  # of float32 matmuls: high allows TF32 (GPUs), medium bf16 (CPUs: runs them on oneDNN)
     media_every: int = field(default=5, metadata=_range(0))  # TensorBoard image/audio every N epochs; 0 = never
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.kl_warmup == "cyclical" and self.kl_warmup_epochs == 1:
+            raise ConfigError("kl_warmup_epochs: 1 is too short for a cyclical warm-up, whose weight is 0 at the "
+                              "start of every cycle; use 2 or more (or 0 for no warm-up)")
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}

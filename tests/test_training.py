@@ -38,6 +38,9 @@ def test_linear_cyclical_and_none_warmups():
     assert [kl_weight(cyclical, e) for e in range(9)] == [0.0, 0.5, 1.0, 1.0, 0.0, 0.5, 1.0, 1.0, 0.0]
     assert kl_weight(TrainConfig(kl_warmup="none"), 0) == 1.0
     assert kl_weight(TrainConfig(kl_warmup="linear", kl_warmup_epochs=0), 0) == 1.0
+    assert [kl_weight(TrainConfig(kl_warmup="cyclical", kl_warmup_epochs=2), e) for e in range(4)] == [0, 1, 0, 1]
+    with pytest.raises(ConfigError, match="kl_warmup_epochs: 1 is too short for a cyclical warm-up"):
+        TrainConfig(kl_warmup="cyclical", kl_warmup_epochs=1)  # its weight would stay 0: no KL term at all
 
 
 def test_scheduled_sampling_ramp():
