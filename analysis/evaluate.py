@@ -32,7 +32,7 @@ import pandas as pd
 
 from dvae.evaluation import METRIC_LABELS
 
-from .leaderboard import TABLE_CSS, configurations, html_table, markdown_table
+from .leaderboard import TABLE_CSS, html_table, markdown_table, top_per_model
 from .results import (CONFIG, GENERATION_MODE_MODELS, load_trials, model_label, ordered_models, ranking_parser,
                       searched_parameters)
 
@@ -49,8 +49,7 @@ def evaluate_top(trials: pd.DataFrame, k: int = 1, sort: str = "val_loss", ascen
     configuration (the searched hyperparameters as text), generation_mode, kind (speech
     or motion), n (test utterances), and per metric <metric> (mean) and <metric>_ci95.
     """
-    ranked = configurations(trials, sort, ascending)
-    ranked = ranked[ranked["rank"] <= k]
+    ranked = top_per_model(trials, k, sort, ascending)
     by_dir = trials.set_index("trial_dir")
     rows = []
     for _, configuration in ranked.iterrows():

@@ -4,8 +4,8 @@ and Optuna's hyperparameter importances.
 - learning_curves: each model's top trials, validation loss against epoch.
 - hyperparameters: each trial's validation loss (at its best epoch) against each
   hyperparameter the search varied, one colour per model. Hollow markers are trials
-  that ASHA stopped early: their loss comes from fewer epochs, so it is not comparable
-  with a finished trial's.
+  that ASHA stopped early or that have not finished: their loss comes from fewer epochs,
+  so it is not comparable with a finished trial's.
 - asha_rungs: how many trials reached each epoch, per model; the drops are ASHA's rungs.
 - importances: `optuna.importance.get_param_importances` on each experiment's study
   (optuna.db). Optuna's objective is the last val_loss a trial reported, so with ASHA
@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .leaderboard import configurations
+from .leaderboard import top_per_model
 from .results import CONFIG, load, model_label, ordered_models, ranking_parser, searched_parameters, study_path
 
 MAX_COLUMNS = 3
@@ -39,11 +39,11 @@ HOLLOW = ("stopped_by_asha", "unfinished")  # their figures come from fewer epoc
 def learning_curves(trials: pd.DataFrame, curves: pd.DataFrame, k: int = 3, sort: str = "val_loss",
                     ascending: bool = True, figure: str = "val_loss") -> Figure:
     """One panel per model: `figure` against epoch for the trials of its k best configurations."""
-    ranked = configurations(trials, sort, ascending)
-    models = ordered_models(ranked["model"])
-    fig, axes = _grid(len(models), panel=(5.0, 3.4))
+    best = top_per_model(trials, k, sort, ascending)
+    models = ordered_models(best["model"])
+    fig, axes = _grid(max(1, len(models)), panel=(5.0, 3.4))
     for ax, model in zip(axes, models):
-        top = ranked[(ranked["model"] == model) & (ranked["rank"] <= k)]
+        top = best[best["model"] == model]
         for _, configuration in top.iterrows():
             members = trials[trials["trial_dir"].isin(configuration["trial_dirs"])]
             for _, trial in members.iterrows():

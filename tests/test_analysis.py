@@ -254,6 +254,14 @@ def test_plots_of_the_hand_written_experiment(fake):
     assert [ax.get_xlabel() for ax in figures["hyperparameters"].axes if ax.get_visible()] == ["z_dim", "prior"]
 
 
+def test_learning_curves_say_so_when_no_trial_has_a_finite_loss(fake):
+    trials, curves = results.load(fake)
+    trials["val_loss"] = math.nan  # every trial diverged in its first epoch
+    fig = plots.learning_curves(trials, curves)
+    assert any("no trial reported a finite val_loss" in t.get_text() for t in fig.axes[0].texts)
+    assert plots.png(fig).startswith(b"\x89PNG")
+
+
 def test_importances_of_a_study_too_small(tmp_path):
     import optuna
 
