@@ -7,9 +7,10 @@ an e-mail attachment) with no server and nothing beside it. It holds:
 
 - how the trials ended, per model;
 - the leaderboard: the best configuration of each model and each model's top k;
-- with --evaluate, the test-set results table of `analysis.evaluate`;
+- with --evaluate, the results table of `analysis.evaluate` on --split (test by default);
 - the figures of `analysis.plots`;
-- for the best trial of each model, on the first utterance of the test split: the clean
+- for the best trial of each model, on the first utterance of that split at least as long
+  as the prime (--prime-seconds), else its first: the clean
   utterance, its resynthesis through the model, a cold-start generation (latents from
   the prior) and a primed one (the start of a real utterance, then the model on its
   own), each playable with its spectrogram. For motion, each is a strip of skeleton

@@ -37,7 +37,7 @@ FIELD_HELP = {
     "student_df": "degrees of freedom of the Student-t prior",
     "learn_df": "learn the Student-t degrees of freedom",
     "likelihood": "observation model p(x_t | ·)",
-    "gaussian_variance": "gaussian likelihood: a learned per-feature variance, or fixed at 1",
+    "gaussian_variance": "gaussian likelihood: a learned per-feature variance, or fixed at each feature's variance in the training data",
     "dropout": "dropout rate of the MLPs",
     "corpus": "the data set",
     "data_root": "where the corpus lives",
