@@ -146,8 +146,6 @@ class Plan:
         return Resources.fit(cpus, gpus, self.args.cpus_per_trial, self.gpus_per_trial, self.args.max_concurrent)
 
     def describe(self) -> str:
-        from dvae.search import distributions
-
         space = self.space
         first = space.config(space.variants[0]).flat()
         lines = [f"space       {space.name} ({space.path}), budget {space.budget}", f"            {space.description}"]
@@ -155,12 +153,10 @@ class Plan:
             v.name + ("" if list(v.overrides) == ["name"] else f" ({_settings(v.overrides)})") for v in space.variants)))
         lines.append(_wrap("fixed", _settings(space.fixed)))
         lines.append(_wrap("config", f"({space.variants[0].name}, before sampling) " + _settings(first)))
-        dists = distributions(space)
-        conditions = {p.name: p.when for p in space.params}
-        for i, (name, dist) in enumerate(dists.items()):
-            when = conditions.get(name)
-            lines.append(("search      " if i == 0 else "            ") + f"{name}: {dist!r}"
-                         + (f"  only when {when[0]} in {list(when[1])}" if when else ""))
+        searched = [f"variant: choice {[v.name for v in space.variants]}"] + [f"{p.name}: {p.describe()}"
+                                                                              for p in space.params]
+        for i, text in enumerate(searched):
+            lines.append(("search      " if i == 0 else "            ") + text)
         lines.append("seeds       " + (", ".join(map(str, space.seeds)) if space.seeds else "- (the fixed seed)"))
         if space.asha:
             lines.append("scheduler   ASHA on training_iteration (= epochs): " + _settings(space.asha))
