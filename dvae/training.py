@@ -308,4 +308,5 @@ def write_media(writer, model: DVAE, corpus, epoch: int, device, seconds: float 
         wave = torch.tensor(utterance.waveform, dtype=torch.float32)
         phase = corpus.extractor.stft(wave)[:frames] if power else None
         audio = corpus.extractor.resynthesise(recon, phase=phase)
-        writer.add_audio("reconstruction", (audio / audio.abs().max().clamp_min(1e-8)).numpy(), epoch, sample_rate=16000)
+        writer.add_audio("reconstruction", (audio / audio.abs().max().clamp_min(1e-8)).numpy(), epoch,
+                         sample_rate=corpus.extractor.sample_rate)

@@ -47,7 +47,6 @@ def asterisk(tmp_path_factory) -> PreparedCorpus:
 @needs_asterisk
 def test_asterisk_subset_counts_and_shapes(asterisk):
     assert (asterisk.kind, asterisk.feature_dim, asterisk.frame_rate) == ("speech", 513, 62.5)
-    assert asterisk.default_likelihood == "itakura_saito"
     assert isinstance(asterisk.extractor, FeatureExtractor)
     report = asterisk.report
     assert report["prepared"] + len(report["skipped"]) == 30
@@ -58,7 +57,7 @@ def test_asterisk_subset_counts_and_shapes(asterisk):
             assert isinstance(u, Utterance)
             assert u.features.dtype == np.float32 and u.features.shape[1] == 513
             assert u.waveform.dtype == np.float32 and np.abs(u.waveform).max() == pytest.approx(1.0)
-            assert len(u.features) == asterisk.extractor.num_frames(len(u.waveform)) == 1 + len(u.waveform) // 256
+            assert len(u.features) == 1 + len(u.waveform) // 256  # one frame per 256-sample hop, and the first
             assert (u.features >= 0).all()  # a power spectrogram
         windows = asterisk.windows(split)
         assert windows.shape == (sum(len(u.features) // 20 for u in utterances), 20, 513)
@@ -174,11 +173,6 @@ def test_cache_is_reused_memory_mapped_and_read_only(asterisk, monkeypatch):
     utterance = again.utterances("train")[0]
     for array in (utterance.features, utterance.waveform):
         assert isinstance(array.base, np.memmap) and not array.flags.writeable
-    dataset = again.window_dataset("train")
-    assert len(dataset) == len(windows)
-    item = dataset[len(dataset) - 1]
-    assert item.dtype == torch.float32 and item.shape == (20, 513)
-    torch.testing.assert_close(item, torch.from_numpy(np.array(windows[-1])))
     # Pickling (to a Ray trial) sends the path, not the arrays.
     assert len(pickle.dumps(again)) < windows.nbytes / 10
     assert pickle.loads(pickle.dumps(again)).windows("train").shape == windows.shape
@@ -190,7 +184,7 @@ def test_cache_key_follows_max_utterances_and_features(asterisk):
     mel = prepare_corpus(DataConfig(corpus="asterisk", features="mel", n_mels=40, max_utterances=3,
                                     cache_dir=str(root)), progress=False)
     assert mel.path != asterisk.path
-    assert (mel.feature_dim, mel.default_likelihood, mel.frame_rate) == (40, "gaussian", 62.5)
+    assert (mel.feature_dim, mel.frame_rate) == (40, 62.5)
     assert all(u.features.shape[1] == 40 for u in mel.utterances("valid"))
     assert len(mel.utterances("train")) <= 3
 
@@ -360,7 +354,7 @@ def test_h36m_forward_kinematics_and_subject_splits(tmp_path):
     corpus = prepare_corpus(DataConfig(corpus="h36m", data_root=str(tmp_path), seq_len=8,
                                        cache_dir=str(tmp_path / "cache")), progress=False)
     assert (corpus.kind, corpus.feature_dim, corpus.frame_rate) == ("motion", 96, 25.0)
-    assert corpus.extractor is None and corpus.default_likelihood == "gaussian"
+    assert corpus.extractor is None
     names = {split: sorted(u.name for u in corpus.utterances(split)) for split in SPLITS}
     assert names == {"train": ["S1/eating_2.txt", "S1/walking_1.txt", "S9/walking_1.txt"],
                      "valid": ["S5/walking_1.txt"], "test": ["S11/walking_1.txt"]}  # S2 is in no split

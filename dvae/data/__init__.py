@@ -7,8 +7,8 @@
 
 Install the built-in corpora with ``python -m dvae.data.install asterisk mocap``.
 """
-from .cache import PreparedCorpus, Utterance, WindowDataset, prepare_corpus
+from .cache import PreparedCorpus, Utterance, prepare_corpus
 from .corpora import DataError
 from .features import FeatureExtractor
 
-__all__ = ["prepare_corpus", "PreparedCorpus", "Utterance", "DataError", "FeatureExtractor", "WindowDataset"]
+__all__ = ["prepare_corpus", "PreparedCorpus", "Utterance", "DataError", "FeatureExtractor"]

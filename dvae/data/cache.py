@@ -44,9 +44,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..config import DataConfig
+from ..config import MOTION_CORPORA, DataConfig
 from . import audio, motion
-from .corpora import MOTION_CORPORA, SPLITS, DataError, Item, corpus_root, list_splits
+from .corpora import SPLITS, DataError, Item, corpus_root, list_splits
 from .features import HOP_LENGTH, LOG_FLOOR, N_FFT, FeatureExtractor
 
 CACHE_VERSION = 1
@@ -235,11 +235,9 @@ class PreparedCorpus:
         if self.kind == "speech":
             self.extractor = FeatureExtractor(cfg.features, cfg.n_mels)
             self.frame_rate = self.extractor.frame_rate
-            self.default_likelihood = "itakura_saito" if cfg.features == "stft" else "gaussian"
         else:
             self.extractor = None
             self.frame_rate = float(motion.FRAME_RATE)
-            self.default_likelihood = "gaussian"
         self.report = json.loads((self.path / "report.json").read_text())
         frames = {split: np.asarray(self._index[split]["frames"], dtype=np.int64) for split in SPLITS}
         self.report["seq_len"] = self.seq_len
@@ -272,10 +270,6 @@ class PreparedCorpus:
         starts = np.concatenate([first + self.seq_len * np.arange(count, dtype=np.int64)
                                  for first, count in zip(first_frame, counts)] or [np.zeros(0, np.int64)])
         return Windows(self._array(split, "features"), starts, self.seq_len)
-
-    def window_dataset(self, split: str) -> "WindowDataset":
-        """The split's windows as a torch Dataset of float32 tensors (seq_len, D)."""
-        return WindowDataset(self, split)
 
     def _entry(self, split: str) -> dict:
         if split not in SPLITS:
@@ -328,17 +322,3 @@ class Windows:
         for row, start in zip(out, starts):  # a block copy per window: faster than gathering frames
             row[...] = self.frames[start:start + self.seq_len]
         return out
-
-
-class WindowDataset(torch.utils.data.Dataset):
-    """The training windows of one split, each read from the memory map when asked for."""
-
-    def __init__(self, corpus: PreparedCorpus, split: str):
-        self._windows = corpus.windows(split)
-
-    def __len__(self) -> int:
-        return len(self._windows)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        # A copy: torch wants writable memory, and one window is small.
-        return torch.from_numpy(np.array(self._windows[i]))

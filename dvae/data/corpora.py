@@ -41,8 +41,6 @@ from ..config import DataConfig
 from .audio import AUDIO_SUFFIXES
 
 SPLITS = ("train", "valid", "test")
-SPEECH_CORPORA = ("asterisk", "vctk", "wsj0", "folder")
-MOTION_CORPORA = ("h36m", "mocap")
 ASTERISK_ROOT = Path("/usr/share/asterisk/sounds")
 H36M_SUBJECTS = {"S1": "train", "S6": "train", "S7": "train", "S8": "train", "S9": "train",
                  "S5": "valid", "S11": "test"}

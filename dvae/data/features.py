@@ -69,9 +69,6 @@ class FeatureExtractor(torch.nn.Module):
     def feature_dim(self) -> int:
         return N_FREQS if self.kind == "stft" else self.n_mels
 
-    def num_frames(self, num_samples: int) -> int:
-        return 1 + num_samples // HOP_LENGTH
-
     def analyse(self, wave: torch.Tensor) -> torch.Tensor:
         """(..., n) waveform -> (..., T, D) features."""
         spec = self.spectrogram(wave)

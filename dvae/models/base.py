@@ -25,11 +25,6 @@ class Loss:
     recon: torch.Tensor  # -E_q log p(x | z), per frame
     kl: torch.Tensor  # KL per frame
 
-    @property
-    def neg_elbo(self) -> torch.Tensor:
-        """The negative ELBO per frame at KL weight 1, comparable across KL schedules."""
-        return self.recon + self.kl
-
 
 class DVAE(nn.Module):
     """Base of all models. Subclasses implement `forward`, `decode` and `generate`.

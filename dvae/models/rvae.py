@@ -27,7 +27,6 @@ class RVAE(DVAE):
         super().__init__(cfg)
         D, Z, H, M = cfg.x_dim, cfg.z_dim, cfg.h_dim, cfg.dense_dim
         directions = 1 if causal else 2
-        self.causal = causal
         self.phi_x = mlp(D, M, dropout=cfg.dropout)
         self.rnn_gx = nn.LSTM(M, H, batch_first=True, bidirectional=not causal)
         self.rnn_gz = nn.LSTM(Z, H, batch_first=True)

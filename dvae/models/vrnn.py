@@ -181,6 +181,7 @@ class TeacherForcedRecursion(torch.autograd.Function):
         fz_slope, e_slope, half_noise = 1 - fz[:, 1:] ** 2, 1 - e * e, 0.5 * std * eps
         new = gates.new_empty
         d_a, d_e, d_q, d_fz_pre = new(gates.shape), new(e.shape), new(B, T, 2 * Z), new(B, T, fz.shape[2])
+        d_c_next = None  # c_t's gradient through c_{t+1}, from the frame after (none after the last)
         for t in reversed(range(T)):
             last = t == T - 1
             d_fz_t = d_fz[:, t] if last else torch.addmm(d_fz[:, t], d_a[:, t + 1], w_z)
