@@ -16,7 +16,6 @@ import re
 import sys
 import time
 import tokenize
-import typing
 from pathlib import Path
 
 from . import config
@@ -114,7 +113,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     helps = field_help()
     for name, f in all_fields().items():
         choices = allowed_values(name)
-        if typing.get_type_hints(config.SECTIONS[config.section_of(name)])[name] is bool:
+        if config.field_type(name) is bool:
             choices = ("true", "false")  # what the help shows; Config also takes yes/no/1/0
         # Choices go in the help, not the usage line, which would otherwise run to a page.
         help_text = helps[name] + (f"; one of: {', '.join(map(str, choices))}" if choices else "")

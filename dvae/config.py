@@ -179,9 +179,17 @@ def section_from_dict(cls, values: dict[str, Any]):
     return cls(**values)
 
 
+def field_type(key: str):
+    """A config field's declared type, Optional unwrapped: int, float, bool, str or a Literal."""
+    hint = typing.get_type_hints(SECTIONS[section_of(key)])[key]
+    if typing.get_origin(hint) is typing.Union:  # Optional[X]
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
+
+
 def allowed_values(key: str) -> Optional[tuple]:
     """The choices of a Literal field, else None."""
-    hint = typing.get_type_hints(SECTIONS[section_of(key)])[key]
+    hint = field_type(key)
     return typing.get_args(hint) if typing.get_origin(hint) is Literal else None
 
 

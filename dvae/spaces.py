@@ -37,7 +37,7 @@ from typing import Any, Literal, Optional
 
 import yaml
 
-from .config import MODEL_NAMES, SECTIONS, Config, ConfigError, all_fields, allowed_values, section_of
+from .config import MODEL_NAMES, Config, ConfigError, all_fields, allowed_values, field_type
 
 SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 BUDGETS = ("smoke", "small", "full")
@@ -404,9 +404,7 @@ class _Reader:
 
 
 def _field_type(name: str):
-    hint = typing.get_type_hints(SECTIONS[section_of(name)])[name]
-    if typing.get_origin(hint) is typing.Union:  # Optional[X]
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    hint = field_type(name)
     return Literal if typing.get_origin(hint) is Literal else hint
 
 

@@ -1,10 +1,9 @@
 """The DVAE model zoo and its registry: build any model from its name and a config."""
 from __future__ import annotations
 
-import dataclasses
 from functools import partial
 
-from ..config import MODEL_NAMES, ConfigError, ModelConfig
+from ..config import MODEL_NAMES, ModelConfig, section_from_dict
 from .base import DVAE, DVAEOutput, Loss
 from .dkf import DKF
 from .dsae import DSAE
@@ -30,11 +29,7 @@ assert tuple(MODELS) == MODEL_NAMES
 def build_model(cfg: ModelConfig | dict) -> DVAE:
     """A model from a `ModelConfig` or a plain mapping of its fields (name, z_dim, prior, ...)."""
     if isinstance(cfg, dict):
-        fields = {f.name for f in dataclasses.fields(ModelConfig)}
-        unknown = sorted(set(cfg) - fields)
-        if unknown:
-            raise ConfigError(f"unknown model field(s) {', '.join(unknown)}; valid fields: {', '.join(sorted(fields))}")
-        cfg = ModelConfig(**cfg)
+        cfg = section_from_dict(ModelConfig, cfg)
     return MODELS[cfg.name](cfg)
 
 
