@@ -79,9 +79,9 @@ def evaluate_cached(checkpoint: Path, split: str, generation_mode: bool, max_utt
                     refresh: bool = False) -> dict:
     """`evaluate_checkpoint`'s result, from the eval_<split>[_gm].json it left beside the
     checkpoint when that is newer than the checkpoint and was made with the same settings."""
-    from dvae.evaluation import evaluate_checkpoint
+    from dvae.evaluation import evaluate_checkpoint, result_path
 
-    saved = checkpoint.parent / f"eval_{split}{'_gm' if generation_mode else ''}.json"
+    saved = result_path(checkpoint, split, generation_mode)
     if not refresh and saved.is_file() and saved.stat().st_mtime >= checkpoint.stat().st_mtime:
         result = json.loads(saved.read_text())
         settings = result.get("settings", {})

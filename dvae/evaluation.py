@@ -102,6 +102,13 @@ def evaluate(model: DVAE, corpus, split: str = "test", generation_mode: bool = F
             "seconds": round(time.perf_counter() - started, 2)}
 
 
+def result_path(checkpoint: Path, split: str, generation_mode: bool, other_corpus: str | None = None) -> Path:
+    """Where `evaluate_checkpoint` writes its result: eval_[<other_corpus>_]<split>[_gm].json
+    beside the checkpoint (its wav files go into the folder of the same name)."""
+    corpus = f"{other_corpus}_" if other_corpus else ""
+    return checkpoint.parent / f"eval_{corpus}{split}{'_gm' if generation_mode else ''}.json"
+
+
 def evaluate_checkpoint(path: str | Path, split: str = "test", data: Optional[dict] = None,
                         generation_mode: bool = False, write_wavs: bool = False,
                         max_utterances: Optional[int] = None, progress: bool = False) -> dict:
@@ -118,13 +125,12 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", data: Optional[di
     model, trained = load_model(path)
     check_generation_mode(model, generation_mode)
     cfg = with_data(trained, data)
-    other_corpus = f"{cfg.data.corpus}_" if cfg.data.corpus != trained.data.corpus else ""
-    stem = f"eval_{other_corpus}{split}{'_gm' if generation_mode else ''}"
+    json_path = result_path(path, split, generation_mode,
+                            cfg.data.corpus if cfg.data.corpus != trained.data.corpus else None)
     corpus = prepare_corpus(cfg.data, progress=progress)
-    result = evaluate(model, corpus, split, generation_mode, out_dir=path.parent / stem, write_wavs=write_wavs,
+    result = evaluate(model, corpus, split, generation_mode, out_dir=json_path.with_suffix(""), write_wavs=write_wavs,
                       max_utterances=max_utterances, seed=cfg.train.seed, progress=progress)
     result["settings"].update(checkpoint=str(path.absolute()), data=cfg.to_dict()["data"])
-    json_path = path.parent / f"{stem}.json"
     json_path.write_text(json.dumps(result, indent=1, allow_nan=False))
     result["json"] = str(json_path)
     return result
