@@ -159,7 +159,7 @@ class Plan:
             lines.append(("search      " if i == 0 else "            ") + text)
         lines.append("seeds       " + (", ".join(map(str, space.seeds)) if space.seeds else "- (the fixed seed)"))
         if space.asha:
-            lines.append("scheduler   ASHA on training_iteration (= epochs): " + _settings(space.asha))
+            lines.append("scheduler   ASHA on epochs: " + _settings(space.asha))
         else:
             lines.append("scheduler   FIFO: every trial runs until its epochs or early stopping")
         lines.append(f"samples     {space.num_samples} configurations x {max(1, len(space.seeds))} seed(s) "

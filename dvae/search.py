@@ -17,15 +17,19 @@ This module and tune_runner.py are the only places that know Ray; the trainer
 - `trainable` turns the flat config into a `Config`, fits threads and device to the
   trial's resources and calls `train`, reporting every epoch with its checkpoint.
 - ASHA compares trials on `val_loss` (negative ELBO per frame at KL weight 1, so
-  comparable across epochs and warm-ups) at epochs grace_period * rf^k.
+  comparable across epochs and warm-ups) at epochs grace_period * rf^k, counted by the
+  trainer's `epoch`, which a resumed trial continues even where Tune's iteration count lags.
 
 Resuming (`restore_tuner`): Tune restores its trials and the searcher from its last
 snapshot, while the study in SQLite is always current; the two are reconciled so that
-every configuration is accounted for (see `requeue_orphans` and `StudySearch`).
+every configuration is accounted for (see `requeue_orphans` and `StudySearch`), and a
+checkpoint the snapshot names but Tune has since deleted is replaced by the trial's
+newest one (`recover_lost_checkpoints`).
 """
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -224,7 +228,7 @@ def build_tuner(space: Space, experiment_dir: Path, resources: Resources, callba
     )
     scheduler = FIFOScheduler()
     if space.asha:
-        scheduler = ASHAScheduler(time_attr="training_iteration", **space.asha)
+        scheduler = ASHAScheduler(time_attr="epoch", **space.asha)
     return tune.Tuner(
         with_resources(resources),
         param_space=param_space(space, experiment_dir),
@@ -249,17 +253,46 @@ def restore_tuner(space: Space, experiment_dir: Path, resources: Resources) -> t
     """The interrupted experiment in `experiment_dir`, to go on where it stopped: finished
     trials stay finished, unfinished and failed ones continue from their last checkpoint,
     and the Optuna study continues in its SQLite file."""
-    tuner = tune.Tuner.restore(
+    # every trial of the snapshot, those that never started included
+    trials = tune.ExperimentAnalysis(str(experiment_dir)).trials
+    recover_lost_checkpoints(trials)
+    requeue_orphans(experiment_dir, {trial.config.get("optuna_trial") for trial in trials})
+    return tune.Tuner.restore(
         str(experiment_dir),
         with_resources(resources),
         param_space=param_space(space, experiment_dir),
         resume_errored=True,
         restart_errored=False,
     )
-    # every trial of the snapshot, those that never started included
-    trials = tune.ExperimentAnalysis(str(experiment_dir)).trials
-    requeue_orphans(experiment_dir, {trial.config.get("optuna_trial") for trial in trials})
-    return tuner
+
+
+def recover_lost_checkpoints(trials) -> list[Path]:
+    """Puts each unfinished trial's newest checkpoint where Tune's snapshot expects its last one.
+
+    Keeping one checkpoint per trial, Tune deletes the previous one as soon as it records
+    a new one, but saves its experiment snapshot only now and then: a runner killed in
+    between leaves a snapshot naming a deleted checkpoint, and Tune would fail the trial
+    on resume ("does not exist on storage anymore"). The newest checkpoint in the trial's
+    folder (Tune deletes an old one only once a newer one is written) is moved to the
+    name the snapshot expects, and the older ones after that name are removed. The trial
+    then continues from its newest state, with Tune's iteration count behind the trainer's
+    epoch. Returns the checkpoint folders so filled.
+    """
+    recovered = []
+    for trial in trials:
+        checkpoint = trial.checkpoint
+        if trial.status == "TERMINATED" or checkpoint is None or Path(checkpoint.path).exists():
+            continue
+        lost = Path(checkpoint.path)
+        folders = sorted(lost.parent.glob("checkpoint_*"))  # zero-padded: sorted by index
+        if not folders:
+            continue
+        folders.pop().rename(lost)
+        for stale in folders:
+            if stale.name > lost.name:
+                shutil.rmtree(stale)
+        recovered.append(lost)
+    return recovered
 
 
 def requeue_orphans(experiment_dir: Path, known: set) -> list[int]:

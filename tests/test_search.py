@@ -20,8 +20,8 @@ import optuna
 import pytest
 import torch
 
-from dvae.search import (OptunaSpace, Resources, distributions, requeue_orphans, study_storage, summary,
-                         variant_queue)
+from dvae.search import (OptunaSpace, Resources, distributions, recover_lost_checkpoints, requeue_orphans,
+                         study_storage, summary, variant_queue)
 from dvae.spaces import load_space
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,6 +98,28 @@ def test_orphaned_study_trials_are_closed_and_queued_again(tmp_path):
     again = study.ask()  # the queued run: suggesting gives back the orphan's values
     assert again.suggest_float("lr", 1e-4, 1e-2, log=True) == orphan.params["lr"]
     assert again.user_attrs["seed"] == 4
+
+
+def test_a_checkpoint_deleted_after_the_last_snapshot_is_replaced_by_the_newest(tmp_path):
+    def trial(name, status, checkpoint, folders):
+        folder = tmp_path / name
+        for index, epoch in folders.items():
+            (folder / f"checkpoint_{index:06d}").mkdir(parents=True)
+            (folder / f"checkpoint_{index:06d}" / "last.pt").write_text(str(epoch))
+        path = None if checkpoint is None else folder / f"checkpoint_{checkpoint:06d}"
+        return SimpleNamespace(status=status, checkpoint=path and SimpleNamespace(path=str(path)))
+
+    # the snapshot names checkpoint 2; Tune has since written 3 and 4 and deleted 2 and 3,
+    # but the runner died before deleting 3
+    lost = trial("lost", "RUNNING", 2, {3: 4, 4: 5})
+    intact = trial("intact", "PAUSED", 1, {1: 2, 2: 3})  # names one that exists: left alone
+    finished = trial("finished", "TERMINATED", 0, {1: 2})  # not resumed: left alone
+    unstarted = trial("unstarted", "PENDING", None, {})
+    assert recover_lost_checkpoints([lost, intact, finished, unstarted]) == [tmp_path / "lost" / "checkpoint_000002"]
+    assert sorted(p.name for p in (tmp_path / "lost").iterdir()) == ["checkpoint_000002"]
+    assert (tmp_path / "lost" / "checkpoint_000002" / "last.pt").read_text() == "5"  # the newest state
+    assert sorted(p.name for p in (tmp_path / "intact").iterdir()) == ["checkpoint_000001", "checkpoint_000002"]
+    assert sorted(p.name for p in (tmp_path / "finished").iterdir()) == ["checkpoint_000001"]
 
 
 def test_resources_fit_fractional_gpus():
@@ -267,32 +289,79 @@ def test_search_joins_a_running_cluster(corpus, ray_env):
     assert [t["status"] for t in tune_trials(experiment)] == ["TERMINATED"] * 3
 
 
+INTERRUPTIBLE = """
+description: trials long enough to be interrupted mid-run, with ASHA and a conditional parameter
+models: [vrnn]
+fixed: {epochs: 30, h_dim: 16, dense_dim: 16, z_dim: 4, max_utterances: 24, seq_len: 20, media_every: 0, patience: 0}
+search:
+  prior: {choice: [gaussian, student_t]}
+  student_df: {loguniform: [2.0, 50.0], when: {prior: student_t}}
+  lr: {loguniform: [1.0e-3, 3.0e-3]}
+asha: {max_t: 30, grace_period: 5, reduction_factor: 3}
+num_samples: 6
+budgets: {smoke: {}, small: {}, full: {}}
+"""
+
+
+def snapshot_checkpoints(experiment: Path) -> dict[str, tuple[str, int]]:
+    """Unfinished trials whose checkpoint Tune's saved snapshot names: trial folder -> (checkpoint
+    folder, its epoch). The snapshot is what a resumed search starts from."""
+    found = {}
+    for path in experiment.glob("experiment_state-*.json"):
+        try:
+            trial_data = json.loads(path.read_text())["trial_data"]
+        except (OSError, ValueError):  # being replaced
+            continue
+        for state, metadata in trial_data:
+            state, result = json.loads(state), json.loads(metadata)["last_result"]
+            if state["status"] != "TERMINATED" and "checkpoint_dir_name" in result:
+                found[state["relative_logdir"]] = (result["checkpoint_dir_name"], result["epoch"])
+    return found
+
+
+def delete_as_tune_does(checkpoint: Path) -> None:
+    """What Tune leaves when a runner dies after recording a trial's next checkpoint (and deleting
+    this one) but before saving its snapshot: the snapshot names a checkpoint that is gone."""
+    index = int(checkpoint.name.removeprefix("checkpoint_"))
+    following = checkpoint.with_name(f"checkpoint_{index + 1:06d}")
+    if following.exists():
+        shutil.rmtree(checkpoint)
+    else:
+        checkpoint.rename(following)
+
+
 @pytest.mark.slow
-def test_interrupted_search_resumes_with_every_trial_accounted_for(corpus, ray_env):
-    log = ray_env.storage.parent / "runner.log"
+def test_interrupted_search_resumes_with_every_trial_accounted_for(corpus, ray_env, tmp_path):
+    space = tmp_path / "interruptible.yaml"
+    space.write_text(INTERRUPTIBLE)
+    log = tmp_path / "runner.log"
     ray_env.storage.mkdir()
-    args = ["--space", "vrnn_priors", "--budget", "smoke", "--name", "resumed", "--num-samples", "6",
-            "--storage", str(ray_env.storage), "--no-dashboard"]
+    experiment = ray_env.storage / "resumed"
     with open(log, "w") as out:
-        runner = subprocess.Popen([*RUNNER, *args], cwd=ROOT, env=ray_env.env, stdout=out, stderr=subprocess.STDOUT,
+        runner = subprocess.Popen([*RUNNER, "--space", str(space), "--budget", "smoke", "--name", "resumed",
+                                   "--storage", str(ray_env.storage), "--no-dashboard"],
+                                  cwd=ROOT, env=ray_env.env, stdout=out, stderr=subprocess.STDOUT,
                                   start_new_session=True)
     try:
         deadline = time.monotonic() + 180
-        while "Checkpoint successfully created" not in log.read_text():  # the first trials have reported
+        # killed while Tune's snapshot names the checkpoint of a trial far from its end
+        while not any(epoch <= 10 for _, epoch in snapshot_checkpoints(experiment).values()):
             assert runner.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.2)
+            time.sleep(0.05)
     finally:
         os.killpg(runner.pid, signal.SIGKILL)
         runner.wait()
     end_processes_under(ray_env.ray_tmp)
-    experiment = ray_env.storage / "resumed"
     before = study_trials(experiment)
     assert 0 < len(before) < 6 or any(t.state == optuna.trial.TrialState.RUNNING for t in before)
+    interrupted = snapshot_checkpoints(experiment)
+    pids_before = {name: worker_pids(experiment / name) for name in interrupted}
+    for name, (checkpoint, _) in interrupted.items():
+        if (experiment / name / checkpoint).exists():
+            delete_as_tune_does(experiment / name / checkpoint)
 
     run = run_runner(["--name", "resumed", "--resume"], ray_env)
     assert "(resuming)" in run.stdout
-    print(f"resume: {run.stdout.count('resumed from')} trial(s) continued from their checkpoint, "
-          f"{sum(t.state == optuna.trial.TrialState.RUNNING for t in before)} study trial(s) were running at the kill")
     tune = tune_trials(experiment)
     assert len(tune) == 6 and all(t["status"] == "TERMINATED" for t in tune), tune
     trials = study_trials(experiment)
@@ -300,3 +369,11 @@ def test_interrupted_search_resumes_with_every_trial_accounted_for(corpus, ray_e
     assert optuna.trial.TrialState.RUNNING not in states and optuna.trial.TrialState.WAITING not in states
     assert states.count(optuna.trial.TrialState.COMPLETE) == 6  # orphans of the kill, if any, are FAIL
     assert all(epochs_reported(t["dir"]) >= 1 for t in tune)
+    # each interrupted trial went on from a checkpoint at or past the one its snapshot named
+    continued = {}
+    for name, (_, epoch) in interrupted.items():
+        lines = [json.loads(line) for line in (experiment / name / "result.json").read_text().splitlines()]
+        after = [line["epoch"] for line in lines if line["pid"] not in pids_before[name]]
+        continued[name] = (epoch, after[:1])
+    assert all(first > epoch for epoch, first in continued.values() for first in first), continued
+    assert any(after for _, after in continued.values()), continued

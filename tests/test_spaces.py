@@ -207,7 +207,7 @@ def test_dry_run_shows_fractional_gpus_without_gpus_and_starts_no_ray(tmp_path):
     assert "1 CPU and 0.25 GPU per trial, 4 trials per GPU" in out, out
     assert "0 GPUs available" in out and "no trial could start on this machine" in out
     for expected in ("budget smoke", "student_df: loguniform [2, 50]  when prior in ['student_t']",
-                     "ASHA on training_iteration", "6 configurations x 1 seed(s) = 6 trials", "fixed       corpus=asterisk"):
+                     "ASHA on epochs", "6 configurations x 1 seed(s) = 6 trials", "fixed       corpus=asterisk"):
         assert expected in out, out
     assert not ray_tmp.exists() and not (tmp_path / "exp").exists()
 
