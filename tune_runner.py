@@ -4,6 +4,7 @@
     python tune_runner.py --space vrnn_priors             # budget 'small': a laptop CPU, end to end
     python tune_runner.py --space vrnn_priors --budget smoke --dry-run   # show it, start nothing
     python tune_runner.py --space review_benchmark --budget full --gpus-per-trial 1 --cuda-graph
+    python tune_runner.py --space mel_study --set corpus=vctk --set data_root=/data/VCTK   # fix more fields
     python tune_runner.py --space vrnn_priors --name my-run --resume     # after an interruption
     ray start --head; python tune_runner.py --space kl_warmup --address auto --storage /shared/exp
 
@@ -44,6 +45,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--budget", choices=BUDGETS,
                    help="smoke: minutes on 2 cores; small (default): a laptop CPU; full: the space's own settings")
     p.add_argument("--num-samples", type=int, help="configurations to try (each once per seed of the space)")
+    p.add_argument("--set", dest="settings", metavar="FIELD=VALUE", action="append", type=_setting,
+                   help="fix a Config field for every trial, over the space and budget (repeatable): "
+                        "--set corpus=vctk --set data_root=/data/VCTK")
     p.add_argument("--name", help="experiment name (default: <space>-<budget>-<date>); needed with --resume")
     p.add_argument("--storage", default="experiments", help="folder of experiments (default: ./experiments)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted experiment --name")
@@ -58,7 +62,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cuda-graph", action="store_const", const=True, default=None,
                    help="record each trial's training step as one CUDA graph (train.cuda_graph; needs GPUs per trial)")
     p.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.settings = dict(args.settings) if args.settings else None
+    return args
+
+
+def _setting(text: str) -> tuple[str, str]:
+    field, sep, value = text.partition("=")
+    if not sep or not field:
+        raise argparse.ArgumentTypeError(f"'{text}' is not FIELD=VALUE")
+    return field.strip(), value.strip()
 
 
 def main(argv=None) -> int:
@@ -112,10 +125,11 @@ class Plan:
             if not settings_file.is_file() or not experiment_exists(experiment_dir):
                 raise UsageError(f"no experiment to resume at {experiment_dir}" + _existing(storage))
             saved = json.loads(settings_file.read_text())
-            for key in ("space", "budget", "num_samples", "cuda_graph"):
+            for key in ("space", "budget", "num_samples", "cuda_graph", "settings"):
                 given = getattr(args, key)
                 if given is not None and given != saved.get(key):
-                    raise UsageError(f"--{key.replace('_', '-')} {given} differs from the experiment's "
+                    option = "--set" if key == "settings" else f"--{key.replace('_', '-')}"
+                    raise UsageError(f"{option} {given} differs from the experiment's "
                                      f"{saved.get(key)}; a resumed search keeps its settings (leave the option out)")
                 setattr(args, key, saved.get(key))
         elif not args.space:
@@ -125,6 +139,8 @@ class Plan:
         space = load_space(args.space, args.budget)
         if args.num_samples:
             space = dataclasses.replace(space, num_samples=args.num_samples)
+        if args.settings:
+            space = space.with_settings(args.settings)
         if args.cuda_graph:
             space = dataclasses.replace(space, fixed={**space.fixed, "cuda_graph": True})
         if not args.resume:
@@ -189,7 +205,7 @@ class Plan:
         self.experiment_dir.mkdir(parents=True, exist_ok=True)
         if not self.args.resume:
             settings = {"space": self.args.space, "budget": self.space.budget, "num_samples": self.args.num_samples,
-                        "cuda_graph": self.args.cuda_graph}
+                        "cuda_graph": self.args.cuda_graph, "settings": self.args.settings}
             (self.experiment_dir / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
         resources = self.start_ray()
         if resources is None:

@@ -106,6 +106,31 @@ class Space:
     def config(self, variant: Variant, sampled: Optional[dict] = None) -> Config:
         return Config.from_dict({**self.fixed, **variant.overrides, **(sampled or {})})
 
+    def with_settings(self, settings: dict) -> "Space":
+        """This space with more fixed Config fields (`tune_runner.py --set key=value`, values
+        typed or strings), on top of the budget; checked as the file's own fields are."""
+        searched = {p.name for p in self.params}
+        for key in settings:
+            if key not in all_fields():
+                raise SpaceError(f"--set {key}: unknown Config field; valid fields: {', '.join(sorted(all_fields()))}")
+            if key in searched:
+                raise SpaceError(f"--set {key}: the space searches it; a field is either searched or fixed")
+            setters = [v.name for v in self.variants if key in v.overrides]
+            if setters:
+                raise SpaceError(f"--set {key}: set by the space's model list ({', '.join(setters)})")
+        if "seed" in settings and self.seeds:
+            raise SpaceError(f"--set seed: the space runs every configuration once per seed {list(self.seeds)}")
+        try:
+            typed = Config.from_dict(self.fixed).replace(**settings).flat()
+            fixed = {**self.fixed, **{key: typed[key] for key in settings}}
+            for variant in self.variants:
+                epochs = Config.from_dict({**fixed, **variant.overrides}).train.epochs
+                if self.asha and self.asha["max_t"] > epochs:
+                    raise ConfigError(f"epochs: {epochs} is below ASHA's max_t {self.asha['max_t']} in this space")
+        except ConfigError as e:
+            raise SpaceError(f"--set: {e}") from None
+        return dataclasses.replace(self, fixed=fixed)
+
 
 def space_names() -> list[str]:
     return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))

@@ -3,6 +3,7 @@ space file is reported with its file, field and what is allowed, and the runner 
 bad input (and shows a dry run) without starting Ray."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -65,7 +66,10 @@ def test_every_shipped_space_loads(name, budget):
 
 def test_shipped_spaces_cover_the_brief():
     assert {"vrnn_priors", "srnn_priors", "kl_warmup", "lr_schedule", "latent_size", "review_benchmark",
-            "mocap_motion"} <= set(space_names())
+            "mocap_motion", "mel_study"} <= set(space_names())
+    mel = load_space("mel_study", "full")
+    assert [v.name for v in mel.variants] == ["vrnn", "srnn"] and mel.fixed["features"] == "mel"
+    assert {"prior", "student_df", "kl_warmup_epochs", "lr_schedule", "z_dim"} <= {p.name for p in mel.params}
     review = load_space("review_benchmark", "full")
     assert [v.name for v in review.variants] == [*MODEL_NAMES, "srnn_tf_gm", "srnn_gm"]
     assert not review.params and len(review.seeds) >= 2 and review.asha is None
@@ -165,12 +169,44 @@ def test_unknown_space_and_budget_list_the_valid_ones(tmp_path):
     (["--space", "vrnn_priors", "--cpus-per-trial", "0"], "--cpus-per-trial must be above 0"),
     (["--name", "ghost", "--resume"], "no experiment to resume at"),
     (["--resume", "--space", "vrnn_priors"], "--resume needs --name"),
+    (["--space", "mel_study", "--set", "n_mels=many"], "--set: n_mels: expected int, got 'many'"),
+    (["--space", "mel_study", "--set", "prior=gaussian"], "--set prior: the space searches it"),
+    (["--space", "mel_study", "--set", "name=dkf"], "--set name: set by the space's model list (vrnn, srnn)"),
+    (["--space", "mel_study", "--set", "epochs=5"], "--set: epochs: 5 is below ASHA's max_t 20"),
+    (["--space", "mel_study", "--set", "likelihood=itakura_saito"], "--set: likelihood: itakura_saito models power"),
+    (["--space", "review_benchmark", "--set", "seed=3"], "--set seed: the space runs every configuration once per seed"),
+    (["--space", "mel_study", "--set", "nmels=64"], "--set nmels: unknown Config field; valid fields:"),
     ([], "--space is required"),
 ])
 def test_bad_input_is_refused_with_one_message(tmp_path, capsys, argv, message):
     assert tune_runner.main([*argv, "--storage", str(tmp_path)]) == 2
     out = capsys.readouterr()
     assert message in out.err and out.err.count("\n") == 1, out.err
+
+
+def test_set_fixes_fields_over_the_budget_and_a_resume_keeps_them(tmp_path, capsys, monkeypatch):
+    args = tune_runner.parse_args(["--space", "mel_study", "--budget", "smoke", "--set", "n_mels=64",
+                                   "--set", "h_dim=48", "--set", "corpus=vctk", "--storage", str(tmp_path)])
+    space = tune_runner.Plan.from_args(args).space
+    for variant in space.variants:
+        cfg = space.config(variant, {"prior": "gaussian"})
+        assert (cfg.data.n_mels, cfg.model.h_dim, cfg.data.corpus) == (64, 48, "vctk")  # h_dim 32 in the budget
+        assert cfg.data.max_utterances == 24  # the rest of the budget stays
+    assert space.params == load_space("mel_study", "smoke").params
+
+    experiment = tmp_path / "interrupted"
+    experiment.mkdir()
+    (experiment / tune_runner.SETTINGS_FILE).write_text(json.dumps(
+        {"space": "mel_study", "budget": "smoke", "num_samples": None, "cuda_graph": None, "settings": {"n_mels": "64"}}))
+    import dvae.search
+    monkeypatch.setattr(dvae.search, "experiment_exists", lambda path: path == experiment)
+    resume = ["--name", "interrupted", "--resume", "--storage", str(tmp_path)]
+    assert tune_runner.Plan.from_args(tune_runner.parse_args(resume)).space.fixed["n_mels"] == 64
+    assert tune_runner.main([*resume, "--set", "n_mels=40", "--dry-run"]) == 2
+    assert "--set {'n_mels': '40'} differs from the experiment's {'n_mels': '64'}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        tune_runner.parse_args(["--space", "mel_study", "--set", "n_mels"])
+    assert "'n_mels' is not FIELD=VALUE" in capsys.readouterr().err
 
 
 def test_storage_that_is_not_writable_is_refused(tmp_path, capsys):
