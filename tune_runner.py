@@ -12,7 +12,8 @@ Budgets (every space has all three): smoke = a few minutes on 2 CPU cores, to ch
 everything runs; small (the default) = a laptop CPU in well under an hour: a few hundred
 utterances, smaller networks, ~20 epochs; full = the space's real settings, for GPUs or
 a cluster. Results go to <storage>/<name>/: one folder per trial (TensorBoard events
-under tb/, checkpoints), the Optuna study in optuna.db, Tune's experiment state.
+under tb/, checkpoints), the Optuna study in optuna.db, Tune's experiment state, and
+a copy of the space file, which --resume reads.
 
 Everything that can be checked is checked before Ray starts; a problem ends the run
 with one message and exit status 2.
@@ -23,6 +24,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import textwrap
 import time
@@ -132,6 +134,9 @@ class Plan:
                     raise UsageError(f"{option} {given} differs from the experiment's "
                                      f"{saved.get(key)}; a resumed search keeps its settings (leave the option out)")
                 setattr(args, key, saved.get(key))
+            kept = experiment_dir / space_copy_name(args.space)
+            if kept.is_file():  # the space as the search started, whatever became of its file since
+                args.space = str(kept)
         elif not args.space:
             raise UsageError("--space is required; see --list for the spaces")
         args.budget = args.budget or "small"
@@ -207,6 +212,7 @@ class Plan:
             settings = {"space": self.args.space, "budget": self.space.budget, "num_samples": self.args.num_samples,
                         "cuda_graph": self.args.cuda_graph, "settings": self.args.settings}
             (self.experiment_dir / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+            shutil.copyfile(self.space.path, self.experiment_dir / space_copy_name(self.args.space))
         resources = self.start_ray()
         if resources is None:
             return 2
@@ -274,6 +280,11 @@ class Plan:
         print(f"results:          {self.experiment_dir}")
         print(f"report:           python -m analysis.report {self.experiment_dir}")
         return 0 if results.num_errors == 0 else 1
+
+
+def space_copy_name(space: str) -> str:
+    """The file in the experiment folder that keeps the space (a shipped name or a .yaml path)."""
+    return Path(space).stem + ".yaml"
 
 
 def _settings(values: dict) -> str:

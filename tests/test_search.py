@@ -361,7 +361,7 @@ def test_interrupted_search_resumes_with_every_trial_accounted_for(corpus, ray_e
             delete_as_tune_does(experiment / name / checkpoint)
 
     run = run_runner(["--name", "resumed", "--resume"], ray_env)
-    assert "(resuming)" in run.stdout
+    assert "(resuming)" in run.stdout and f"({experiment / 'interruptible.yaml'})" in run.stdout
     tune = tune_trials(experiment)
     assert len(tune) == 6 and all(t["status"] == "TERMINATED" for t in tune), tune
     trials = study_trials(experiment)

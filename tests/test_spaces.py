@@ -202,6 +202,12 @@ def test_set_fixes_fields_over_the_budget_and_a_resume_keeps_them(tmp_path, caps
     monkeypatch.setattr(dvae.search, "experiment_exists", lambda path: path == experiment)
     resume = ["--name", "interrupted", "--resume", "--storage", str(tmp_path)]
     assert tune_runner.Plan.from_args(tune_runner.parse_args(resume)).space.fixed["n_mels"] == 64
+    # the copy of the space made at the start is what a resume reads, whatever became of the file
+    shipped = (ROOT / "search_spaces" / "mel_study.yaml").read_text()
+    (experiment / "mel_study.yaml").write_text(shipped.replace("n_mels: 80", "n_mels: 80\n  seq_len: 30", 1)
+                                               .replace("  seq_len: 50\n", "", 1))
+    resumed = tune_runner.Plan.from_args(tune_runner.parse_args(resume)).space
+    assert resumed.fixed["seq_len"] == 30 and resumed.fixed["n_mels"] == 64 and resumed.name == "mel_study"
     assert tune_runner.main([*resume, "--set", "n_mels=40", "--dry-run"]) == 2
     assert "--set {'n_mels': '40'} differs from the experiment's {'n_mels': '64'}" in capsys.readouterr().err
     with pytest.raises(SystemExit):
