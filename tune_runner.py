@@ -102,6 +102,8 @@ class Plan:
     cpus: float
     gpus: float
     gpus_per_trial: float
+    # Tune's state to go on from; False on --resume of a search stopped before Tune saved any: begun again
+    restore: bool
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "Plan":
@@ -118,14 +120,16 @@ class Plan:
         storage = Path(args.storage).expanduser().resolve()
         _check_writable(storage)
 
+        restore = False
         if args.resume:
             if not args.name:
                 raise UsageError("--resume needs --name: the experiment to continue" + _existing(storage))
             experiment_dir = storage / args.name
             settings_file = experiment_dir / SETTINGS_FILE
             from dvae.search import experiment_exists  # imports Ray (not starting it): only when needed
-            if not settings_file.is_file() or not experiment_exists(experiment_dir):
+            if not settings_file.is_file():
                 raise UsageError(f"no experiment to resume at {experiment_dir}" + _existing(storage))
+            restore = experiment_exists(experiment_dir)
             saved = json.loads(settings_file.read_text())
             for key in ("space", "budget", "num_samples", "cuda_graph", "settings"):
                 given = getattr(args, key)
@@ -160,7 +164,7 @@ class Plan:
         if gpus_per_trial == 0 and any(space.config(v).train.cuda_graph for v in space.variants):
             raise UsageError("train.cuda_graph (--cuda-graph or the space's) needs a GPU in every trial; "
                              "give --gpus-per-trial (or leave cuda_graph out)")
-        return cls(args, space, experiment_dir, cpus, gpus, gpus_per_trial)
+        return cls(args, space, experiment_dir, cpus, gpus, gpus_per_trial, restore)
 
     def resources(self, cpus: float, gpus: float):
         from dvae.search import Resources
@@ -193,7 +197,8 @@ class Plan:
             lines.append("resources   " + resources.describe())
             if resources.problem():
                 lines.append(f"            no trial could start on this machine: {resources.problem()}")
-        lines.append(f"experiment  {self.experiment_dir}" + ("  (resuming)" if self.args.resume else ""))
+        resuming = "  (resuming)" if self.restore else "  (starting again: it stopped before its first trial)"
+        lines.append(f"experiment  {self.experiment_dir}" + (resuming if self.args.resume else ""))
         return "\n".join(lines)
 
     def run(self) -> int:
@@ -269,7 +274,7 @@ class Plan:
 
         print(f"TensorBoard:      tensorboard --logdir {self.experiment_dir}")
         print(f"Optuna dashboard: optuna-dashboard {study_storage(self.experiment_dir)}")
-        if self.args.resume:
+        if self.restore:
             tuner = restore_tuner(self.space, self.experiment_dir, resources)
         else:
             tuner = build_tuner(self.space, self.experiment_dir, resources)

@@ -215,12 +215,20 @@ def study_storage(experiment_dir: Path) -> str:
 
 
 def build_tuner(space: Space, experiment_dir: Path, resources: Resources, callbacks=None) -> tune.Tuner:
-    """A new experiment in `experiment_dir` (storage folder / name); `callbacks`: Tune callbacks."""
+    """A new experiment in `experiment_dir` (storage folder / name); `callbacks`: Tune callbacks.
+
+    A study already there is from a start stopped before Tune saved anything: it goes on,
+    its proposals that never ran queued again and its queue of models kept as it is.
+    """
+    begun = (experiment_dir / OPTUNA_DB).is_file() and experiment_dir.name in optuna.get_all_study_names(
+        study_storage(experiment_dir))
+    if begun:
+        requeue_orphans(experiment_dir, known=set())
     searcher = StudySearch(
         OptunaSpace(space),
         metric=METRIC,
         mode=MODE,
-        points_to_evaluate=variant_queue(space),
+        points_to_evaluate=[] if begun else variant_queue(space),
         # constant_liar: trials still running count as bad guesses, so concurrent trials spread out
         sampler=optuna.samplers.TPESampler(seed=SAMPLER_SEED, constant_liar=True),
         study_name=experiment_dir.name,

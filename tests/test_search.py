@@ -20,8 +20,8 @@ import optuna
 import pytest
 import torch
 
-from dvae.search import (OptunaSpace, Resources, distributions, recover_lost_checkpoints, requeue_orphans,
-                         study_storage, summary, variant_queue)
+from dvae.search import (OptunaSpace, Resources, build_tuner, distributions, recover_lost_checkpoints,
+                         requeue_orphans, study_storage, summary, variant_queue)
 from dvae.spaces import load_space
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,6 +98,22 @@ def test_orphaned_study_trials_are_closed_and_queued_again(tmp_path):
     again = study.ask()  # the queued run: suggesting gives back the orphan's values
     assert again.suggest_float("lr", 1e-4, 1e-2, log=True) == orphan.params["lr"]
     assert again.user_attrs["seed"] == 4
+
+
+def test_a_search_begun_again_keeps_its_study_queue_and_requeues_what_never_ran(tmp_path):
+    experiment = tmp_path / "exp"
+    experiment.mkdir()
+    space = load_space("mel_study", "smoke")
+    study = optuna.create_study(study_name="exp", storage=study_storage(experiment))
+    for point in variant_queue(space):  # what the first start queued
+        study.enqueue_trial(point)
+    proposed = study.ask()  # and proposed, before it was stopped
+    proposed.suggest_categorical("variant", ["vrnn", "srnn"])
+    build_tuner(space, experiment, Resources.fit(2, 0, 1, 0))
+    states = [t.state for t in study.get_trials()]
+    assert states[proposed.number] == optuna.trial.TrialState.FAIL
+    assert states.count(optuna.trial.TrialState.WAITING) == space.num_samples  # not queued twice
+    assert optuna.trial.TrialState.RUNNING not in states
 
 
 def test_a_checkpoint_deleted_after_the_last_snapshot_is_replaced_by_the_newest(tmp_path):
@@ -287,6 +303,33 @@ def test_search_joins_a_running_cluster(corpus, ray_env):
     experiment = ray_env.storage / "joined"
     assert len(study_trials(experiment)) == 3
     assert [t["status"] for t in tune_trials(experiment)] == ["TERMINATED"] * 3
+
+
+@pytest.mark.slow
+def test_a_search_stopped_before_its_first_trial_is_begun_again_by_resume(corpus, ray_env, tmp_path):
+    log = tmp_path / "runner.log"
+    ray_env.storage.mkdir()
+    experiment = ray_env.storage / "early"
+    with open(log, "w") as out:
+        runner = subprocess.Popen([*RUNNER, "--space", "vrnn_priors", "--budget", "smoke", "--name", "early",
+                                   "--num-samples", "3", "--storage", str(ray_env.storage), "--no-dashboard"],
+                                  cwd=ROOT, env=ray_env.env, stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (experiment / "search.json").exists():  # written just before Ray starts
+            assert runner.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.02)
+    finally:
+        os.killpg(runner.pid, signal.SIGKILL)
+        runner.wait()
+    end_processes_under(ray_env.ray_tmp)
+    assert not list(experiment.glob("experiment_state-*.json"))
+
+    run = run_runner(["--name", "early", "--resume"], ray_env)
+    assert "(starting again: it stopped before its first trial)" in run.stdout
+    assert [t["status"] for t in tune_trials(experiment)] == ["TERMINATED"] * 3
+    assert [t.state for t in study_trials(experiment)] == [optuna.trial.TrialState.COMPLETE] * 3
 
 
 INTERRUPTIBLE = """
