@@ -270,7 +270,7 @@ class Plan:
         return resources
 
     def search(self, resources) -> int:
-        from dvae.search import build_tuner, restore_tuner, study_storage, summary
+        from dvae.search import build_tuner, restore_tuner, study_storage, summary, unfinished_trials
 
         print(f"TensorBoard:      tensorboard --logdir {self.experiment_dir}")
         print(f"Optuna dashboard: optuna-dashboard {study_storage(self.experiment_dir)}")
@@ -279,11 +279,16 @@ class Plan:
         else:
             tuner = build_tuner(self.space, self.experiment_dir, resources)
         results = tuner.fit()
+        unfinished = unfinished_trials(self.experiment_dir)
         print()
-        print(summary(results, self.space))
+        print(summary(results, self.space, unfinished))
         print()
         print(f"results:          {self.experiment_dir}")
         print(f"report:           python -m analysis.report {self.experiment_dir}")
+        if unfinished:  # Ctrl-C: Tune saved its state and stopped the trials
+            print(f"interrupted; go on with: python tune_runner.py --resume --name {self.experiment_dir.name} "
+                  f"--storage {self.experiment_dir.parent}")
+            return 130
         return 0 if results.num_errors == 0 else 1
 
 

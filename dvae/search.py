@@ -339,20 +339,33 @@ def experiment_exists(experiment_dir: Path) -> bool:
     return tune.Tuner.can_restore(str(experiment_dir))
 
 
-def summary(results, space: Space) -> str:
-    """A table of the best trial per model variant, and how every trial ended."""
+def unfinished_trials(experiment_dir: Path) -> set[str]:
+    """The folder names of the trials that neither ended nor failed: those of an interrupted search."""
+    return {Path(trial.path).name for trial in tune.ExperimentAnalysis(str(experiment_dir)).trials
+            if trial.status not in ("TERMINATED", "ERROR")}
+
+
+def summary(results, space: Space, unfinished: frozenset = frozenset()) -> str:
+    """A table of the best trial per model variant (the best epoch so far of an unfinished
+    one included), and how every trial ended; `unfinished`: from `unfinished_trials`."""
     keys = [p.name for p in space.params] + (["seed"] if space.seeds else [])
     best: dict[str, tuple] = {}
-    counts = {"trials": 0, "completed": 0, "early_stopped": 0, "stopped_by_asha": 0, "diverged": 0, "failed": 0}
+    counts = {"trials": 0, "completed": 0, "early_stopped": 0, "stopped_by_asha": 0, "diverged": 0, "failed": 0,
+              "unfinished": 0}
     per_variant: dict[str, int] = {}
     for result in results:
         counts["trials"] += 1
         metrics, config = result.metrics or {}, result.config or {}
-        if result.error is not None or METRIC not in metrics:
+        if Path(result.path).name in unfinished:
+            counts["unfinished"] += 1
+            if METRIC not in metrics:
+                continue
+        elif result.error is not None or METRIC not in metrics:
             counts["failed"] += 1
             continue
-        reason = metrics.get("stop_reason")
-        counts["stopped_by_asha" if reason is None else "diverged" if metrics.get("diverged") else reason] += 1
+        else:
+            reason = metrics.get("stop_reason")  # None: the trainer did not end the trial, so ASHA did
+            counts["stopped_by_asha" if reason is None else "diverged" if metrics.get("diverged") else reason] += 1
         name = config.get("variant", "?")
         per_variant[name] = per_variant.get(name, 0) + 1
         value = metrics.get("best_val_loss", metrics[METRIC])

@@ -151,19 +151,27 @@ def test_resources_fit_fractional_gpus():
 
 
 def test_summary_shows_the_best_trial_per_model(space):
-    def result(variant, best, stop_reason, error=None):
+    def result(variant, best, stop_reason, error=None, path="/exp/trial"):
         metrics = {"val_loss": best + 1, "best_val_loss": best, "best_epoch": 3, "stop_reason": stop_reason,
                    "diverged": False}
         config = {"variant": variant, "prior": "gaussian", "lr": 0.001234, "seed": 3}
-        return SimpleNamespace(metrics=None if error else metrics, config=config, error=error)
+        return SimpleNamespace(metrics=None if error else metrics, config=config, error=error, path=path)
 
-    text = summary([result("vrnn", 5.0, "completed"), result("vrnn", 4.0, None),
-                    result("srnn", 7.0, "early_stopped"), result("srnn", 0.0, None, error=RuntimeError())], space)
-    lines = text.splitlines()
+    results = [result("vrnn", 5.0, "completed"), result("vrnn", 4.0, None),
+               result("srnn", 7.0, "early_stopped"), result("srnn", 0.0, None, error=RuntimeError())]
+    lines = summary(results, space).splitlines()
     assert lines[0].split() == ["model", "val_loss", "epoch", "trials", "prior", "student_df", "lr", "seed"]
     assert lines[1].split() == ["vrnn", "4", "3", "2", "gaussian", "-", "0.00123", "3"]
     assert lines[2].split()[:4] == ["srnn", "7", "3", "1"] and lines[3].split()[:2] == ["dkf", "-"]
     assert lines[-1] == "4 trials: 1 completed, 1 early stopped, 1 stopped by asha, 1 failed"
+
+    # interrupted: a trial stopped mid-run is unfinished, not stopped by ASHA; one never started, not failed
+    results = [result("vrnn", 4.0, None, path="/exp/vrnn_a"), result("dkf", 0.0, None, path="/exp/dkf_b"),
+               result("srnn", 6.0, None, path="/exp/srnn_c")]
+    results[1].metrics = None
+    lines = summary(results, space, unfinished={"vrnn_a", "dkf_b"}).splitlines()
+    assert lines[1].split()[:4] == ["vrnn", "4", "3", "1"] and lines[3].split()[:4] == ["dkf", "-", "-", "0"]
+    assert lines[-1] == "3 trials: 1 stopped by asha, 2 unfinished"
 
 
 # ---------------------------------------------------------------- real searches (slow)
@@ -344,6 +352,30 @@ asha: {max_t: 30, grace_period: 5, reduction_factor: 3}
 num_samples: 6
 budgets: {smoke: {}, small: {}, full: {}}
 """
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_the_search_says_how_to_go_on_and_resume_finishes_it(corpus, ray_env, tmp_path):
+    space = tmp_path / "interruptible.yaml"
+    space.write_text(INTERRUPTIBLE)
+    ray_env.storage.mkdir()
+    runner = subprocess.Popen([*RUNNER, "--space", str(space), "--budget", "smoke", "--name", "ctrl-c",
+                               "--num-samples", "2", "--storage", str(ray_env.storage), "--no-dashboard"],
+                              cwd=ROOT, env=ray_env.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    experiment = ray_env.storage / "ctrl-c"
+    deadline = time.monotonic() + 180
+    while not list(experiment.glob("vrnn_*/checkpoint_0*")):
+        assert runner.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    runner.send_signal(signal.SIGINT)
+    out, _ = runner.communicate(timeout=120)
+    assert runner.returncode == 130, out[-3000:]
+    assert "unfinished" in out and "stopped by asha" not in out.split("model  val_loss")[-1]
+    assert f"go on with: python tune_runner.py --resume --name ctrl-c --storage {ray_env.storage}" in out
+
+    run_runner(["--name", "ctrl-c", "--resume"], ray_env)
+    assert [t["status"] for t in tune_trials(experiment)] == ["TERMINATED"] * 2
+    assert [t.state for t in study_trials(experiment)] == [optuna.trial.TrialState.COMPLETE] * 2
 
 
 def snapshot_checkpoints(experiment: Path) -> dict[str, tuple[str, int]]:
