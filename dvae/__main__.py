@@ -2,13 +2,16 @@
 
 `train` has one option per Config field (``--z-dim 32``, ``--prior student_t``),
 generated from the Config itself so that a new field is on the command line at once;
-values go in as strings and `Config.replace` converts and checks them. A bad value, a
+values go in as strings and `Config.replace` converts and checks them. Only the options
+given count: a fresh run puts them over the Config defaults, `--resume` over the config
+saved in the run's last.pt (so a run goes on as it started, and `--epochs 200` extends it). A bad value, a
 missing corpus or an unreadable checkpoint ends the command with one error line on
 stderr and exit status 2 before any work starts.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import io
 import json
@@ -25,7 +28,7 @@ from .data import DataError
 from .data.corpora import SPLITS
 from .evaluation import check_data_root, evaluate_checkpoint, format_table
 from .generation import generate_from_checkpoint
-from .training import train
+from .training import readable_checkpoint, train
 
 # What each field is, where its comment in config.py (also shown) does not say it alone.
 FIELD_HELP = {
@@ -116,13 +119,17 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         if config.field_type(name) is bool:
             choices = ("true", "false")  # what the help shows; Config also takes yes/no/1/0
         # Choices go in the help, not the usage line, which would otherwise run to a page.
-        help_text = helps[name] + (f"; one of: {', '.join(map(str, choices))}" if choices else "")
-        parser.add_argument(f"--{name.replace('_', '-')}", *ALIASES.get(name, []), dest=name, default=f.default,
-                            choices=allowed_values(name), metavar=name.upper(), help=help_text)
+        help_text = (helps[name] + (f"; one of: {', '.join(map(str, choices))}" if choices else "")
+                     + f" (default: {f.default}; on --resume: the run's own)")
+        # SUPPRESS: an option left out is absent from the namespace, so a resumed run keeps its own value
+        parser.add_argument(f"--{name.replace('_', '-')}", *ALIASES.get(name, []), dest=name,
+                            default=argparse.SUPPRESS, choices=allowed_values(name), metavar=name.upper(),
+                            help=help_text)
     parser.add_argument("--run-dir", type=Path, default=None,
                         help="where checkpoints and logs go; None: runs/<model>-<timestamp>")
     parser.add_argument("--resume", action="store_true",
-                        help="continue from RUN_DIR/checkpoint/last.pt if it exists (needs --run-dir)")
+                        help="continue from RUN_DIR/checkpoint/last.pt if it exists (needs --run-dir), with its "
+                             "saved config; options given change what may change (epochs, patience, device, ...)")
 
 
 def add_evaluate_options(parser: argparse.ArgumentParser) -> None:
@@ -169,18 +176,43 @@ def bounded(kind: type, low: float, strict: bool = False):
     return parse
 
 
-def run_train(args) -> None:
-    cfg = Config().replace(**{name: getattr(args, name) for name in all_fields()})
-    check_data_root(cfg.data)
+# What a resumed run cannot change: its weights' shapes and the features they read.
+KEPT_ON_RESUME = (*(f.name for f in dataclasses.fields(config.ModelConfig)), "corpus", "features", "n_mels")
+
+
+def run_train(args) -> int:
+    given = {name: getattr(args, name) for name in all_fields() if hasattr(args, name)}
     if args.resume and args.run_dir is None:
         raise ConfigError("--resume needs the --run-dir of the run to continue")
-    run_dir = args.run_dir or Path("runs") / f"{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    last = run_dir / "checkpoint" / "last.pt"
+    last = args.run_dir / "checkpoint" / "last.pt" if args.run_dir else None
     resume_from = last if args.resume and last.is_file() else None
+    cfg = resumed_config(resume_from, given) if resume_from else Config().replace(**given)
+    check_data_root(cfg.data)
+    run_dir = args.run_dir or Path("runs") / f"{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if args.resume and resume_from is None:
         print(f"nothing to resume in {run_dir}: starting afresh", file=sys.stderr)
-    summary = train(cfg, run_dir, resume_from=resume_from)
+    try:
+        summary = train(cfg, run_dir, resume_from=resume_from)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; go on from the last finished epoch with: python -m dvae train --resume "
+              f"--run-dir {run_dir}", file=sys.stderr)
+        return 130
     print(json.dumps(summary, indent=1, default=str))
+    return 0
+
+
+def resumed_config(last: Path, given: dict) -> Config:
+    """The config saved in `last` with the options `given` over it; refuses those that would
+    change the model or its features (the weights would not fit)."""
+    _, state = readable_checkpoint(last, "cpu", log=lambda line: None)  # train() reports a damaged last.pt
+    saved = Config.from_dict(state["config"])
+    cfg = saved.replace(**given)
+    before, after = saved.flat(), cfg.flat()
+    for key in given:
+        if key in KEPT_ON_RESUME and before[key] != after[key]:
+            raise ConfigError(f"--{key.replace('_', '-')} {after[key]}: the run in {last.parent.parent} has "
+                              f"{before[key]}, and a resumed run keeps its model and features; leave it out")
+    return cfg
 
 
 def run_evaluate(args) -> None:
@@ -209,12 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        COMMANDS[args.command](args)
+        return COMMANDS[args.command](args) or 0
     except ERRORS as error:
         message = " ".join(str(error).split())  # one line, whatever the message holds
         print(f"{parser.prog} {args.command}: error: {message}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import soundfile as sf
 import torch
 
 from dvae.__main__ import build_parser, field_help, main
-from dvae.checkpoint import save_checkpoint
+from dvae.checkpoint import load_checkpoint, save_checkpoint
 from dvae.config import Config, ConfigError, all_fields
 from dvae.data import prepare_corpus
 from dvae.evaluation import evaluate_checkpoint, format_table
@@ -158,7 +158,9 @@ def test_every_config_field_is_a_train_option_with_help():
     helps = field_help()
     assert all(helps[name] for name in all_fields())
     args = build_parser().parse_args(["train", "--z-dim", "8", "--learn-df", "true", "--model", "srnn"])
-    cfg = Config().replace(**{name: getattr(args, name) for name in all_fields()})
+    given = {name: getattr(args, name) for name in all_fields() if hasattr(args, name)}
+    assert given == {"z_dim": "8", "learn_df": "true", "name": "srnn"}  # only what was given
+    cfg = Config().replace(**given)
     assert (cfg.model.z_dim, cfg.model.learn_df, cfg.model.name) == (8, True, "srnn")
 
 
@@ -175,15 +177,34 @@ def test_cli_train_evaluate_generate(speech_folder, tmp_path):
     assert (tmp_path / "gen" / "cold_00.wav").is_file()
 
 
-def test_cli_resume_continues_from_last_checkpoint_when_there_is_one(tmp_path, monkeypatch):
-    calls = []
-    monkeypatch.setattr("dvae.__main__.train", lambda cfg, run_dir, resume_from: calls.append(resume_from) or {})
-    run = ["train", "--run-dir", str(tmp_path), "--resume"]
-    assert main(run) == 0
-    (tmp_path / "checkpoint").mkdir()
-    (tmp_path / "checkpoint" / "last.pt").touch()
-    assert main(run) == 0
-    assert calls == [None, tmp_path / "checkpoint" / "last.pt"]
+def test_cli_resume_goes_on_with_the_runs_own_config(speech_folder, tmp_path, capsys):
+    data = ["--corpus", "folder", "--data-root", speech_folder["data_root"], "--cache-dir", speech_folder["cache_dir"]]
+    small = [x for key, value in SMALL.items() for x in (f"--{key.replace('_', '-')}", str(value))]
+    run = tmp_path / "run"
+    assert main(["train", "--resume", "--run-dir", str(run), "--model", "srnn", "--epochs", "1", "--lr", "0.002",
+                 "--media-every", "0", *data, *small]) == 0
+    assert "nothing to resume" in capsys.readouterr().err  # so it starts afresh
+
+    assert main(["train", "--resume", "--run-dir", str(run), "--epochs", "2"]) == 0  # only what changes
+    state = load_checkpoint(run / "checkpoint" / "last.pt")
+    cfg = Config.from_dict(state["config"])
+    assert (cfg.model.name, cfg.model.h_dim, cfg.train.lr, cfg.data.corpus) == ("srnn", 16, 0.002, "folder")
+    assert (cfg.train.epochs, state["loop"]["epoch"]) == (2, 2)
+    assert "resumed from" in capsys.readouterr().out
+
+    assert main(["train", "--resume", "--run-dir", str(run), "--z-dim", "8", "--epochs", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "--z-dim 8: the run in" in err and "has 4, and a resumed run keeps its model" in err
+    assert load_checkpoint(run / "checkpoint" / "last.pt")["loop"]["epoch"] == 2  # nothing was trained
+
+
+def test_cli_train_interrupted_says_how_to_go_on(tmp_path, monkeypatch, capsys):
+    def interrupted(cfg, run_dir, resume_from):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("dvae.__main__.train", interrupted)
+    assert main(["train", "--run-dir", str(tmp_path / "run"), "--epochs", "3"]) == 130
+    assert f"go on from the last finished epoch with: python -m dvae train --resume --run-dir {tmp_path / 'run'}" \
+        in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [
