@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Container
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -345,7 +346,7 @@ def unfinished_trials(experiment_dir: Path) -> set[str]:
             if trial.status not in ("TERMINATED", "ERROR")}
 
 
-def summary(results, space: Space, unfinished: frozenset = frozenset()) -> str:
+def summary(results, space: Space, unfinished: Container[str] = ()) -> str:
     """A table of the best trial per model variant (the best epoch so far of an unfinished
     one included), and how every trial ended; `unfinished`: from `unfinished_trials`."""
     keys = [p.name for p in space.params] + (["seed"] if space.seeds else [])
@@ -356,7 +357,7 @@ def summary(results, space: Space, unfinished: frozenset = frozenset()) -> str:
     for result in results:
         counts["trials"] += 1
         metrics, config = result.metrics or {}, result.config or {}
-        if Path(result.path).name in unfinished:
+        if Path(result.path or "").name in unfinished:
             counts["unfinished"] += 1
             if METRIC not in metrics:
                 continue
