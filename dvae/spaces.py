@@ -21,7 +21,7 @@ A space file::
       full: {}
 
 A trial's settings are, later ones winning: Config defaults, `fixed`, the budget, the
-variant's settings, the sampled values. A searched field may appear nowhere else, so
+command line's `--set` (`Space.with_settings`), the variant's settings, the sampled values. A searched field may appear nowhere else, so
 what a file says is always what runs.
 
 Every problem is a `SpaceError` naming the file, the field and what is allowed:
