@@ -181,7 +181,7 @@ class RefRVAE(RVAE):
         eps = self.noise(x)
         self.feedback_mask(x, feedback_prob)
         B, T, _ = x.shape
-        gx = self.rnn_gx(per_frame(self.phi_x, self.likelihood.features(x)))[0]
+        gx = self.g_x(per_frame(self.phi_x, self.likelihood.features(x)))
         weights = [getattr(self.rnn_gz, f"{w}_l0") for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
         gz = c = x.new_zeros(B, self.cfg.h_dim)
         z_prev = eps.new_zeros(B, eps.shape[2])

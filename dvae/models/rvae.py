@@ -4,8 +4,10 @@ Generative model:  p(z_t) = N(0, I) (or a standard Student-t) for every t,
     causal:      p(x_{1:T}, z_{1:T}) = ∏_t p(x_t | z_{1:t}) p(z_t),    h_t = forward-RNN(z_{1:t})
     non-causal:  p(x_{1:T}, z_{1:T}) = ∏_t p(x_t | z_{1:T}) p(z_t),    h_t = bidirectional-RNN(z_{1:T})
 Inference model:   q(z_t | ·) = N(z_t; μ_φ([g^x_t, g^z_t]), diag σ²_φ(·)),  g^z_t = forward-RNN(z_{1:t-1}),
-    causal:      q(z_{1:T} | x_{1:T}) = ∏_t q(z_t | z_{1:t-1}, x_{1:t}),  g^x_t = forward-RNN(x_{1:t})
+    causal:      q(z_{1:T} | x_{1:T}) = ∏_t q(z_t | z_{1:t-1}, x_{t:T}),  g^x_t = backward-RNN(x_{t:T})
     non-causal:  q(z_{1:T} | x_{1:T}) = ∏_t q(z_t | z_{1:t-1}, x_{1:T}),  g^x_t = bidirectional-RNN(x_{1:T})
+Both follow the exact posterior's dependencies: with the causal decoder each x_τ depends on
+z_{1:τ} only, so once z_{1:t-1} is given, x_{1:t-1} says nothing more of z_t.
 
 The RNNs over x and the decoder's RNN over z run in one call, as does g^x's share of q's first
 layer; only g^z steps with z.
@@ -26,6 +28,7 @@ class RVAE(DVAE):
     def __init__(self, cfg: ModelConfig, causal: bool):
         super().__init__(cfg)
         D, Z, H, M = cfg.x_dim, cfg.z_dim, cfg.h_dim, cfg.dense_dim
+        self.causal = causal
         directions = 1 if causal else 2
         self.phi_x = mlp(D, M, dropout=cfg.dropout)
         self.rnn_gx = nn.LSTM(M, H, batch_first=True, bidirectional=not causal)
@@ -33,6 +36,10 @@ class RVAE(DVAE):
         self.encoder = nn.Sequential(mlp(directions * H + H, M, dropout=cfg.dropout), GaussianHead(M, Z))
         self.rnn_dec = nn.LSTM(Z, H, batch_first=True, bidirectional=not causal)
         self.decoder = mlp(directions * H, M, D, dropout=cfg.dropout)
+
+    def g_x(self, fx):
+        """g^x over the frames' features: backward over x_{t:T} (causal) or both ways over x_{1:T}."""
+        return self.rnn_gx(fx.flip(1))[0].flip(1) if self.causal else self.rnn_gx(fx)[0]
 
     def q_step(self, q_x, eps, z_prev, state, w_gz):
         """One frame of q: g^z_t over z_{t-1}, then z_t ~ q(z_t | g^x_t, g^z_t), given `q_x`, g^x_t's
@@ -45,7 +52,7 @@ class RVAE(DVAE):
     def forward(self, x, feedback_prob=0.0):
         eps = self.noise(x)
         self.feedback_mask(x, feedback_prob)
-        gx = self.rnn_gx(self.phi_x(self.likelihood.features(x)))[0]
+        gx = self.g_x(self.phi_x(self.likelihood.features(x)))
         q_x, w_gz = split_first_layer(self.encoder, gx)  # g^x's share: one matrix product over all frames
         z_prev, state = eps.new_zeros(eps.shape[0], eps.shape[2]), None
         zs, means, logvars = [], [], []

@@ -89,6 +89,7 @@ class SRNN(DVAE):
     def generate(self, n_frames, batch=1, prime=None):
         carry = {}
         if prime is not None:
+            batch = len(prime)
             fx = self.phi_x(self.likelihood.features(prime))
             _, z, _, _, state = self.posterior(fx, self.noise(prime))
             carry = dict(fx_prev=fx[:, -1], z_prev=z[:, -1], state=state)
