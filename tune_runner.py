@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import shutil
 import sys
@@ -57,8 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="print the space, fixed config, distributions, budget and resources; start nothing")
     p.add_argument("--address", help="join a running Ray cluster (e.g. 'auto' after `ray start --head`); "
                    "with several nodes --storage must be a folder every node sees")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPU cores per trial (default 1)")
-    p.add_argument("--gpus-per-trial", type=float,
+    p.add_argument("--cpus-per-trial", type=_finite, default=1.0, help="CPU cores per trial (default 1)")
+    p.add_argument("--gpus-per-trial", type=_finite,
                    help="GPUs per trial; fractions share a GPU (0.25: four trials each). Default: 1 with a GPU, else 0")
     p.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as the resources hold)")
     p.add_argument("--cuda-graph", action="store_const", const=True, default=None,
@@ -67,6 +68,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.settings = dict(args.settings) if args.settings else None
     return args
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+    return value
 
 
 def _setting(text: str) -> tuple[str, str]:
@@ -119,6 +130,8 @@ class Plan:
             args.space = str(Path(args.space).resolve())
         storage = Path(args.storage).expanduser().resolve()
         _check_writable(storage)
+        if args.name is not None and (not args.name.strip(". ") or "/" in args.name):
+            raise UsageError(f"--name {args.name!r}: a folder name inside --storage, without '/'")
 
         restore = False
         if args.resume:
@@ -130,7 +143,13 @@ class Plan:
             if not settings_file.is_file():
                 raise UsageError(f"no experiment to resume at {experiment_dir}" + _existing(storage))
             restore = experiment_exists(experiment_dir)
-            saved = json.loads(settings_file.read_text())
+            try:
+                saved = json.loads(settings_file.read_text())
+                if not isinstance(saved, dict) or not isinstance(saved.get("space"), str):
+                    raise ValueError("no space named")
+            except ValueError as e:
+                raise UsageError(f"cannot resume: {settings_file} is damaged ({e}); it records the search's "
+                                 "settings, which --resume needs") from None
             for key in ("space", "budget", "num_samples", "cuda_graph", "settings"):
                 given = getattr(args, key)
                 if given is not None and given != saved.get(key):
@@ -161,7 +180,8 @@ class Plan:
 
         cpus, gpus = float(os.cpu_count() or 1), float(_local_gpus())
         gpus_per_trial = args.gpus_per_trial if args.gpus_per_trial is not None else (1.0 if gpus else 0.0)
-        if gpus_per_trial == 0 and any(space.config(v).train.cuda_graph for v in space.variants):
+        searched_graph = any(p.name == "cuda_graph" and True in p.choices for p in space.params)
+        if gpus_per_trial == 0 and (searched_graph or any(space.config(v).train.cuda_graph for v in space.variants)):
             raise UsageError("train.cuda_graph (--cuda-graph or the space's) needs a GPU in every trial; "
                              "give --gpus-per-trial (or leave cuda_graph out)")
         return cls(args, space, experiment_dir, cpus, gpus, gpus_per_trial, restore)
@@ -212,15 +232,16 @@ class Plan:
         except ValueError as e:  # DataError, ConfigError: the corpus is missing or unusable
             print(f"tune_runner: {e}", file=sys.stderr)
             return 2
+        resources = self.start_ray()
+        if resources is None:
+            return 2
+        # written once Ray runs, so that a start that fails leaves no folder to resume
         self.experiment_dir.mkdir(parents=True, exist_ok=True)
         if not self.args.resume:
             settings = {"space": self.args.space, "budget": self.space.budget, "num_samples": self.args.num_samples,
                         "cuda_graph": self.args.cuda_graph, "settings": self.args.settings}
             (self.experiment_dir / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
             shutil.copyfile(self.space.path, self.experiment_dir / space_copy_name(self.args.space))
-        resources = self.start_ray()
-        if resources is None:
-            return 2
         return self.search(resources)
 
     def prepare_data(self) -> None:
@@ -237,7 +258,7 @@ class Plan:
         for variant in self.space.variants:
             data = self.space.config(variant).data
             if data not in prepared:
-                prepare_corpus(data)
+                prepare_corpus(data).training_windows()  # a seq_len longer than every utterance: refused here
                 prepared.append(data)
 
     def start_ray(self):
@@ -250,7 +271,12 @@ class Plan:
         # (what lets --resume pick up close to where it stopped); its warning about that is moot.
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
         if self.args.address:
-            ray.init(address=self.args.address, runtime_env={"env_vars": env})
+            try:
+                ray.init(address=self.args.address, runtime_env={"env_vars": env})
+            except ConnectionError as e:
+                print(f"tune_runner: --address {self.args.address}: {' '.join(str(e).split())[:300]}; start one "
+                      "with `ray start --head`, or leave --address out to run here", file=sys.stderr)
+                return None
         else:
             os.environ.update(env)
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local instance: no login token

@@ -11,10 +11,10 @@ stderr and exit status 2 before any work starts.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import inspect
 import io
 import json
+import math
 import re
 import sys
 import time
@@ -170,20 +170,24 @@ def bounded(kind: type, low: float, strict: bool = False):
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
                                              f"got {text!r}") from None
-        if not (value > low if strict else value >= low):  # also refuses nan
-            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low}, got {text}")
+        if not (value > low if strict else value >= low) or not math.isfinite(value):  # nan fails both
+            raise argparse.ArgumentTypeError(f"must be a finite number {'>' if strict else '>='} {low}, got {text}")
         return value
     return parse
 
 
-# What a resumed run cannot change: its weights' shapes and the features they read.
-KEPT_ON_RESUME = (*(f.name for f in dataclasses.fields(config.ModelConfig)), "corpus", "features", "n_mels")
+# What a resumed run may change: where it runs, what it logs, where its data lives and when it
+# stops. Anything else would make it another run than the one it continues.
+CHANGEABLE_ON_RESUME = ("epochs", "patience", "device", "num_threads", "compile", "cuda_graph", "amp",
+                        "matmul_precision", "media_every", "data_root", "cache_dir")
 
 
 def run_train(args) -> int:
     given = {name: getattr(args, name) for name in all_fields() if hasattr(args, name)}
     if args.resume and args.run_dir is None:
         raise ConfigError("--resume needs the --run-dir of the run to continue")
+    if args.run_dir is not None:
+        check_run_dir(args.run_dir, args.resume)
     last = args.run_dir / "checkpoint" / "last.pt" if args.run_dir else None
     resume_from = last if args.resume and last.is_file() else None
     cfg = resumed_config(resume_from, given) if resume_from else Config().replace(**given)
@@ -201,17 +205,34 @@ def run_train(args) -> int:
     return 0
 
 
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    """Refuses a --run-dir that is a file, the checkpoint folder of a run, or (without --resume)
+    a run already there, which training would overwrite."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--run-dir: {run_dir} is a file, not a folder")
+    if (run_dir / "last.pt").is_file():
+        raise ConfigError(f"--run-dir: {run_dir} is a run's checkpoint folder; give the run's own, {run_dir.parent}")
+    if not resume and (run_dir / "checkpoint" / "last.pt").is_file():
+        raise ConfigError(f"--run-dir: {run_dir} already holds a run; continue it with --resume, "
+                          "or choose another --run-dir")
+
+
 def resumed_config(last: Path, given: dict) -> Config:
-    """The config saved in `last` with the options `given` over it; refuses those that would
-    change the model or its features (the weights would not fit)."""
+    """The config saved in `last` with the options `given` over it; refuses any that would make
+    it another run (CHANGEABLE_ON_RESUME lists what may change)."""
     _, state = readable_checkpoint(last, "cpu", log=lambda line: None)  # train() reports a damaged last.pt
     saved = Config.from_dict(state["config"])
     cfg = saved.replace(**given)
     before, after = saved.flat(), cfg.flat()
-    for key in given:
-        if key in KEPT_ON_RESUME and before[key] != after[key]:
+    changed = [key for key in given if before[key] != after[key]]
+    for key in changed:
+        if key not in CHANGEABLE_ON_RESUME:
             raise ConfigError(f"--{key.replace('_', '-')} {after[key]}: the run in {last.parent.parent} has "
-                              f"{before[key]}, and a resumed run keeps its model and features; leave it out")
+                              f"{before[key]}, and a resumed run keeps it (it may change only "
+                              f"{', '.join(CHANGEABLE_ON_RESUME)}); leave it out")
+    if "epochs" in changed and cfg.train.lr_schedule in ("cosine", "warmup_cosine"):
+        raise ConfigError(f"--epochs {after['epochs']}: the run's {cfg.train.lr_schedule} learning-rate schedule "
+                          f"is laid out over its {before['epochs']} epochs; leave --epochs out")
     return cfg
 
 

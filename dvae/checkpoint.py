@@ -7,6 +7,7 @@ It always holds "config" (the nested `Config` dict) and "model" (the state dict)
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from pathlib import Path
 
@@ -45,6 +46,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated, corrupt, or holding objects we refuse to unpickle
         reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        if isinstance(e, pickle.UnpicklingError):  # torch's message suggests weights_only=False: unsafe here
+            reason = "not a file of tensors and plain values saved by torch.save"
         raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {reason[:200]}") from None
     if not isinstance(state, dict) or "config" not in state or "model" not in state:
         raise CheckpointError(f"{path} is not a dvae-tune checkpoint (no config or model inside)")
@@ -54,7 +57,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[DVAE, Config]:
     """The model of a checkpoint, in eval mode, and its config."""
     state = load_checkpoint(path, map_location)
-    cfg = Config.from_dict(state["config"])
-    model = build_model(cfg.model)
-    model.load_state_dict(state["model"])
+    try:
+        cfg = Config.from_dict(state["config"])
+        model = build_model(cfg.model)
+        model.load_state_dict(state["model"])
+    except (TypeError, ValueError, RuntimeError) as e:  # a config or weights that are not what they claim
+        reason = " ".join(str(e).split())[:300]
+        raise CheckpointError(f"{path}: its config and weights do not make a model: {reason}") from None
     return model.to(map_location).eval(), cfg

@@ -9,6 +9,8 @@ and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
@@ -92,6 +94,8 @@ class TrainConfig(_Section):
 
     def __post_init__(self):
         super().__post_init__()
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"device: '{self.device}' is not a device; choose auto, cpu, cuda or cuda:N")
         if self.kl_warmup == "cyclical" and self.kl_warmup_epochs == 1:
             raise ConfigError("kl_warmup_epochs: 1 is too short for a cyclical warm-up, whose weight is 0 at the "
                               "start of every cycle; use 2 or more (or 0 for no warm-up)")
@@ -226,6 +230,8 @@ def coerce(key: str, hint, value, metadata=None):
             value = str(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{key}: expected {getattr(hint, '__name__', hint)}, got {value!r}") from None
+    if hint is float and not math.isfinite(value):  # nan would pass every range check below
+        raise ConfigError(f"{key}: {value} is not a finite number")
     lo, hi, lo_open = (metadata or {}).get("range", (None, None, False))
     if lo is not None and (value < lo or (lo_open and value == lo)):
         raise ConfigError(f"{key}: {value} is out of range; must be {'>' if lo_open else '>='} {lo}")

@@ -48,8 +48,12 @@ def generate_from_checkpoint(path: str | Path, out_dir: Optional[str | Path] = N
     model, cfg = load_model(path)
     cfg = with_data(cfg, data)
     out_dir = Path(out_dir) if out_dir is not None else Path(path).parent / "generated"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out: {out_dir} is a file, not a folder")
     extractor, frame_rate = signal_format(cfg)
-    n_frames = max(1, round(seconds * frame_rate))
+    n_frames = round(seconds * frame_rate)
+    if n_frames < 2:  # Griffin-Lim and the plots need two frames
+        raise ConfigError(f"--seconds: {seconds} is shorter than two frames ({2 / frame_rate:.3g} s)")
     if extractor is not None:
         n_frames += 1  # centred STFT frames: n frames span n - 1 hops of audio
     primes = _primes(cfg, split, max(1, round(prime_seconds * frame_rate)), n) if prime_seconds > 0 else []

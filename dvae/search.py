@@ -337,7 +337,8 @@ def run_config(experiment_dir: Path, callbacks=None) -> tune.RunConfig:
 
 
 def experiment_exists(experiment_dir: Path) -> bool:
-    return tune.Tuner.can_restore(str(experiment_dir))
+    """Whether Tune saved a state to restore (its tuner, and a snapshot of the trials)."""
+    return tune.Tuner.can_restore(str(experiment_dir)) and any(experiment_dir.glob("experiment_state-*.json"))
 
 
 def unfinished_trials(experiment_dir: Path) -> set[str]:

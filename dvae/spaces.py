@@ -30,6 +30,7 @@ Every problem is a `SpaceError` naming the file, the field and what is allowed:
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,7 +142,7 @@ def space_path(name: str) -> Path:
     if name.endswith((".yaml", ".yml")):
         path = Path(name)
         if not path.is_file():
-            raise SpaceError(f"{name}: no such file")
+            raise SpaceError(f"{name}: {'a folder, not a file' if path.is_dir() else 'no such file'}")
         return path
     path = SPACES_DIR / f"{name}.yaml"
     if not path.is_file():
@@ -165,9 +166,9 @@ def load_space(name: str, budget: str = "full") -> Space:
     """Reads and checks a space (a shipped name or a .yaml path) and resolves it for `budget`."""
     path = space_path(name)
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise SpaceError(f"{path}: not valid YAML: {e}") from None
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise SpaceError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
     return _Reader(path).space(raw, budget)
 
 
@@ -330,6 +331,8 @@ class _Reader:
                 param = Param(name, kind, choices=self.choices(f"{where}.choice", spec["choice"], cfg, name))
             else:
                 low, high = self.bounds(f"{where}.{kind}", kind, spec[kind], cfg, name)
+                if spec.get("log") and low < 1:
+                    raise self.error(f"{where}.log", f"a log-scaled int needs low >= 1, got {low}")
                 param = Param(name, kind, low=low, high=high, log=kind == "loguniform" or spec.get("log", False))
             params[name] = param
         conditional = [name for name, spec in raw.items() if "when" in spec]
@@ -394,8 +397,9 @@ class _Reader:
         return on, values
 
     def seeds(self, where: str, raw: Any) -> tuple[int, ...]:
-        if (not isinstance(raw, list) or not raw or len(set(raw)) != len(raw)
-                or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in raw)):
+        if (not isinstance(raw, list) or not raw
+                or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in raw)
+                or len(set(raw)) != len(raw)):
             raise self.error(where, f"a non-empty list of distinct non-negative integers, got {raw!r}")
         return tuple(raw)
 
@@ -413,7 +417,7 @@ class _Reader:
             where = f"budgets.{budget_name}.{key}" if key in overrides else f"asha.{key}"
             if key == "reduction_factor":
                 value = asha[key]
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 1:
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 < value < math.inf:
                     raise self.error(where, f"a number above 1 (ASHA keeps 1/reduction_factor of each rung), "
                                      f"got {value!r}")
             else:

@@ -34,7 +34,10 @@ OnEpoch = Callable[[dict, Path], None]
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device: {name} asked for, and this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def batches(windows: np.ndarray, batch_size: int, generator: torch.Generator | None = None):
@@ -168,10 +171,7 @@ def train(cfg: Config, run_dir: str | Path, *, corpus=None, on_epoch: OnEpoch | 
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
 
-    train_windows, valid_windows = corpus.windows("train"), corpus.windows("valid")
-    if len(train_windows) == 0 or len(valid_windows) == 0:
-        raise ValueError(f"corpus '{cfg.data.corpus}' has no {cfg.data.seq_len}-frame windows in its "
-                         f"{'train' if len(train_windows) == 0 else 'valid'} split")
+    train_windows, valid_windows = corpus.training_windows()
     seed_everything(cfg.train.seed)
     model = build_model(cfg.model)
     model.likelihood.standardise(training_sample(train_windows))

@@ -192,10 +192,53 @@ def test_cli_resume_goes_on_with_the_runs_own_config(speech_folder, tmp_path, ca
     assert (cfg.train.epochs, state["loop"]["epoch"]) == (2, 2)
     assert "resumed from" in capsys.readouterr().out
 
-    assert main(["train", "--resume", "--run-dir", str(run), "--z-dim", "8", "--epochs", "3"]) == 2
-    err = capsys.readouterr().err
-    assert "--z-dim 8: the run in" in err and "has 4, and a resumed run keeps its model" in err
+    for option, value, kept in (("--z-dim", "8", "4"), ("--lr", "0.01", "0.002"), ("--lr-schedule", "plateau", "constant")):
+        assert main(["train", "--resume", "--run-dir", str(run), option, value, "--epochs", "3"]) == 2
+        err = capsys.readouterr().err
+        assert f"{option} {value}: the run in {run} has {kept}, and a resumed run keeps it" in err
     assert load_checkpoint(run / "checkpoint" / "last.pt")["loop"]["epoch"] == 2  # nothing was trained
+    assert main(["train", "--run-dir", str(run), "--epochs", "3"]) == 2  # would train over it
+    assert f"--run-dir: {run} already holds a run; continue it with --resume" in capsys.readouterr().err
+
+    cosine = tmp_path / "cosine"
+    assert main(["train", "--run-dir", str(cosine), "--model", "vae", "--epochs", "1", "--lr-schedule", "cosine",
+                 "--media-every", "0", *data, *small]) == 0
+    assert main(["train", "--resume", "--run-dir", str(cosine), "--epochs", "2"]) == 2
+    assert "cosine learning-rate schedule is laid out over its 1 epochs" in capsys.readouterr().err
+
+
+def test_cli_train_refuses_run_dirs_that_are_no_runs_folder(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("")
+    (tmp_path / "run" / "checkpoint").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoint" / "last.pt").write_bytes(b"")
+    for run_dir, message in ((tmp_path / "a_file", "is a file, not a folder"),
+                             (tmp_path / "run" / "checkpoint", f"is a run's checkpoint folder; give the run's own, "
+                                                               f"{tmp_path / 'run'}")):
+        assert main(["train", "--resume", "--run-dir", str(run_dir)]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_cli_train_refuses_windows_longer_than_every_utterance(speech_folder, tmp_path, capsys):
+    data = ["--corpus", "folder", "--data-root", speech_folder["data_root"], "--cache-dir", speech_folder["cache_dir"]]
+    assert main(["train", *data, "--seq-len", "100000", "--run-dir", str(tmp_path / "run")]) == 2
+    assert "has no 100000-frame windows in its train split" in capsys.readouterr().err
+
+
+def test_a_checkpoint_whose_weights_do_not_fit_its_config_is_refused(srnn_checkpoint, tmp_path, capsys):
+    state = load_checkpoint(srnn_checkpoint)
+    state["config"]["model"]["h_dim"] = 24
+    save_checkpoint(state, tmp_path / "edited.pt")
+    for command in (["evaluate", str(tmp_path / "edited.pt")], ["generate", str(tmp_path / "edited.pt")]):
+        assert main(command) == 2
+        assert "its config and weights do not make a model" in capsys.readouterr().err
+
+
+def test_generate_refuses_what_it_could_not_write(srnn_checkpoint, tmp_path, capsys):
+    (tmp_path / "a_file").write_text("")
+    assert main(["generate", str(srnn_checkpoint), "--out", str(tmp_path / "a_file")]) == 2
+    assert "--out: " in capsys.readouterr().err
+    assert main(["generate", str(srnn_checkpoint), "--seconds", "0.001"]) == 2
+    assert "is shorter than two frames" in capsys.readouterr().err
 
 
 def test_cli_train_interrupted_says_how_to_go_on(tmp_path, monkeypatch, capsys):
@@ -222,7 +265,10 @@ def test_cli_errors_are_one_line_and_exit_2(args, message):
     (["train", "--z-dim", "0"], "z_dim: 0 is out of range"),
     (["train", "--corpus", "folder", "--data-root", "/nonexistent"], "/nonexistent is not a directory"),
     (["train", "--resume"], "--resume needs"),
-    (["generate", "/nonexistent/best.pt", "--n", "0"], "--n: must be >= 1"),
+    (["generate", "/nonexistent/best.pt", "--n", "0"], "--n: must be a finite number >= 1"),
+    (["generate", "/nonexistent/best.pt", "--seconds", "inf"], "--seconds: must be a finite number > 0, got inf"),
+    (["train", "--lr", "nan"], "lr: nan is not a finite number"),
+    (["train", "--device", "gpu"], "device: 'gpu' is not a device; choose auto, cpu, cuda or cuda:N"),
 ])
 def test_more_cli_errors_in_process(args, message, capsys):
     try:

@@ -137,6 +137,16 @@ MISTAKES = {
     "reduction factor": (edit("reduction_factor: 3}", "reduction_factor: 1}"), "asha.reduction_factor",
                          "a number above 1"),
     "bad seeds": (edit("seeds: [0, 1]", "seeds: [0, 0]"), "seeds", "distinct non-negative integers"),
+    "nested seeds": (edit("seeds: [0, 1]", "seeds: [[0], 1]"), "seeds", "distinct non-negative integers"),
+    "log int from 0": (edit("z_dim: {int: [4, 64], log: true}", "kl_warmup_epochs: {int: [0, 40], log: true}"),
+                       "search.kl_warmup_epochs.log", "low >= 1"),
+    "nan bound": (edit("lr: {loguniform: [1e-4, 1e-2]}", "lr: {loguniform: [.nan, 1e-2]}"),
+                  "search.lr.loguniform", "not a finite number"),
+    "infinite bound": (edit("lr: {loguniform: [1e-4, 1e-2]}", "lr: {loguniform: [1e-4, .inf]}"),
+                       "search.lr.loguniform", "not a finite number"),
+    "nan reduction factor": (edit("reduction_factor: 3}", "reduction_factor: .nan}"), "asha.reduction_factor",
+                             "a number above 1"),
+    "nan fixed value": (edit("epochs: 10}", "epochs: 10, dropout: .nan}"), "fixed.dropout", "not a finite number"),
     "no num_samples with a search": (edit("num_samples: 4\n", ""), "num_samples", "a positive integer"),
     "two-line description": (edit("description: a test space", "description: |\n  two\n  lines"),
                              "description", "one line"),
@@ -161,6 +171,12 @@ def test_unknown_space_and_budget_list_the_valid_ones(tmp_path):
         load_space("vrnn_priors", "huge")
     with pytest.raises(SpaceError, match="not valid YAML"):
         load_space(write(tmp_path, "description: [unclosed"))
+    (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe")
+    with pytest.raises(SpaceError, match="binary.yaml: not valid YAML"):
+        load_space(str(tmp_path / "binary.yaml"))
+    (tmp_path / "folder.yaml").mkdir()
+    with pytest.raises(SpaceError, match="folder.yaml: a folder, not a file"):
+        load_space(str(tmp_path / "folder.yaml"))
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -175,6 +191,8 @@ def test_unknown_space_and_budget_list_the_valid_ones(tmp_path):
     (["--space", "mel_study", "--set", "epochs=5"], "--set: epochs: 5 is below ASHA's max_t 20"),
     (["--space", "mel_study", "--set", "likelihood=itakura_saito"], "--set: likelihood: itakura_saito models power"),
     (["--space", "review_benchmark", "--set", "seed=3"], "--set seed: the space runs every configuration once per seed"),
+    (["--space", "mel_study", "--set", "dropout=nan"], "--set: dropout: nan is not a finite number"),
+    (["--space", "vrnn_priors", "--name", "../elsewhere"], "--name '../elsewhere': a folder name inside --storage"),
     (["--space", "mel_study", "--set", "nmels=64"], "--set nmels: unknown Config field; valid fields:"),
     ([], "--space is required"),
 ])
@@ -213,6 +231,30 @@ def test_set_fixes_fields_over_the_budget_and_a_resume_keeps_them(tmp_path, caps
     with pytest.raises(SystemExit):
         tune_runner.parse_args(["--space", "mel_study", "--set", "n_mels"])
     assert "'n_mels' is not FIELD=VALUE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["--cpus-per-trial", "--gpus-per-trial"])
+def test_resources_must_be_finite_numbers(option, capsys):
+    for value in ("nan", "inf"):
+        with pytest.raises(SystemExit):
+            tune_runner.parse_args(["--space", "vrnn_priors", option, value])
+        assert f"expected a finite number, got {value}" in capsys.readouterr().err
+
+
+def test_a_damaged_settings_file_is_refused_on_resume(tmp_path, capsys, monkeypatch):
+    import dvae.search
+    monkeypatch.setattr(dvae.search, "experiment_exists", lambda path: True)
+    (tmp_path / "broken").mkdir()
+    for text in ('{"space": "vrnn_pri', "{}"):
+        (tmp_path / "broken" / tune_runner.SETTINGS_FILE).write_text(text)
+        assert tune_runner.main(["--name", "broken", "--resume", "--storage", str(tmp_path)]) == 2
+        assert "cannot resume: " in capsys.readouterr().err
+
+
+def test_a_searched_cuda_graph_is_refused_without_gpus_per_trial(tmp_path, capsys):
+    path = write(tmp_path, edit("search:\n", "search:\n  cuda_graph: {choice: [true, false]}\n"))
+    assert tune_runner.main(["--space", path, "--gpus-per-trial", "0", "--dry-run", "--storage", str(tmp_path)]) == 2
+    assert "needs a GPU in every trial" in capsys.readouterr().err
 
 
 def test_storage_that_is_not_writable_is_refused(tmp_path, capsys):

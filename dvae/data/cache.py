@@ -73,6 +73,8 @@ def prepare_corpus(cfg: DataConfig, progress: bool = True, workers: Optional[int
     small corpora (under POOL_MIN_FILES files) are always prepared in-process.
     Raises DataError when the corpus is missing, empty or holds no usable file.
     """
+    if cache_root(cfg).exists() and not cache_root(cfg).is_dir():
+        raise DataError(f"cache_dir: {cache_root(cfg)} is a file, not a folder")
     splits = list_splits(cfg)
     params = _parameters(cfg)
     folder = cache_root(cfg) / f"{cfg.corpus}-{params['features']}-{_key(splits, params)}"
@@ -270,6 +272,16 @@ class PreparedCorpus:
         starts = np.concatenate([first + self.seq_len * np.arange(count, dtype=np.int64)
                                  for first, count in zip(first_frame, counts)] or [np.zeros(0, np.int64)])
         return Windows(self._array(split, "features"), starts, self.seq_len)
+
+    def training_windows(self) -> tuple["Windows", "Windows"]:
+        """The train and valid splits' windows; a DataError where either has none at this seq_len."""
+        train, valid = self.windows("train"), self.windows("valid")
+        for split, windows in (("train", train), ("valid", valid)):
+            if len(windows) == 0:
+                raise DataError(f"corpus '{self.name}' has no {self.seq_len}-frame windows in its {split} "
+                                f"split (its longest utterance has {max(self._entry(split)['frames'], default=0)} "
+                                "frames); lower seq_len")
+        return train, valid
 
     def _entry(self, split: str) -> dict:
         if split not in SPLITS:
