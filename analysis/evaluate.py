@@ -33,8 +33,8 @@ import pandas as pd
 from dvae.evaluation import METRIC_LABELS
 
 from .leaderboard import TABLE_CSS, html_table, markdown_table, top_per_model
-from .results import (CONFIG, GENERATION_MODE_MODELS, load_trials, model_label, ordered_models, ranking_parser,
-                      searched_parameters)
+from .results import (CONFIG, GENERATION_MODE_MODELS, at_least_one, load_trials, model_label, ordered_models,
+                      ranking_parser, searched_parameters)
 
 # The table's metrics, in the review's order; RMSE is in evaluations.csv only.
 TABLE_METRICS = ("si_sdr", "pesq_wb", "pesq_nb", "estoi", "mpjpe")
@@ -176,7 +176,7 @@ def main(argv=None) -> int:
                             epilog="Writes evaluations.csv, results.csv, results.md and results.html into --out.")
     parser.add_argument("--split", default="test", choices=("train", "valid", "test"),
                         help="the split to score (default test)")
-    parser.add_argument("--max-utterances", type=int, help="score only the first N utterances of the split")
+    parser.add_argument("--max-utterances", type=at_least_one, help="score only the first N utterances of the split")
     parser.add_argument("--refresh", action="store_true", help="recompute scores saved beside the checkpoints")
     args = parser.parse_args(argv)
     try:
@@ -187,7 +187,8 @@ def main(argv=None) -> int:
         print(f"analysis.evaluate: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
     if evaluations.empty:
-        print("analysis.evaluate: no trial with a best checkpoint to score", file=sys.stderr)
+        print(f"analysis.evaluate: no ranked trial with a best checkpoint to score (a trial is ranked once it "
+              f"reports a finite {args.sort})", file=sys.stderr)
         return 1
     paths = write(evaluations, args.out or args.experiments[0])
     print(paths[2].read_text())

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .results import CONFIG, load_trials, model_label, ordered_models, ranking_parser, searched_parameters
+from .results import CONFIG, DEFAULT_SORT, load_trials, model_label, ordered_models, ranking_parser, searched_parameters
 
 SUMMARY = ("best_epoch", "epochs_run", "status", "wall_time_s")  # shown beside the ranked figure
 
@@ -35,8 +35,11 @@ def configurations(trials: pd.DataFrame, sort: str = "val_loss", ascending: bool
     trial), `seeds` (how many trials), `trial_ids` (theirs, best first, comma-separated)
     and `trial_dirs` (a tuple, for finding their checkpoints) added.
     """
-    check_sortable(trials, sort)
-    ranked = trials[np.isfinite(trials[sort].astype(float))].copy()
+    if unreported(trials, sort):  # no trial has finished an epoch: nothing to rank yet
+        ranked = trials.iloc[:0].assign(**{sort: math.nan})
+    else:
+        check_sortable(trials, sort)
+        ranked = trials[np.isfinite(trials[sort].astype(float))].copy()
     key_columns = [c for c in ranked.columns if c.startswith(CONFIG) and c not in (CONFIG + "seed", CONFIG + "optuna_trial")]
     ranked["_key"] = [repr(tuple(values)) for values in ranked[key_columns].itertuples(index=False)]
     rows = []
@@ -50,7 +53,8 @@ def configurations(trials: pd.DataFrame, sort: str = "val_loss", ascending: bool
         row["trial_dirs"] = tuple(group["trial_dir"])
         rows.append(row)
     if not rows:
-        return pd.DataFrame(columns=[*trials.columns, "rank", f"{sort}_sd", "seeds", "trial_ids", "trial_dirs"])
+        return pd.DataFrame(columns=[*ranked.columns.drop("_key"), "rank", f"{sort}_sd", "seeds", "trial_ids",
+                                     "trial_dirs"])
     table = pd.DataFrame(rows).drop(columns="_key")
     order = {model: i for i, model in enumerate(ordered_models(table["model"]))}
     table = table.sort_values(sort, ascending=ascending, kind="stable")
@@ -70,6 +74,13 @@ def top_per_model(trials: pd.DataFrame, k: int = 5, sort: str = "val_loss",
     """The k best configurations of each model."""
     ranked = configurations(trials, sort, ascending)
     return ranked[ranked["rank"] <= k].reset_index(drop=True)
+
+
+def unreported(trials: pd.DataFrame, sort: str) -> bool:
+    """Whether `sort` is the figure every epoch reports (or its final_ twin) and no trial
+    has reported it yet: all failed before their first epoch, or none has finished one.
+    That is an empty ranking, not a wrong --sort."""
+    return sort in (DEFAULT_SORT, "final_" + DEFAULT_SORT) and sort not in trials.columns
 
 
 def check_sortable(trials: pd.DataFrame, sort: str) -> None:

@@ -76,7 +76,9 @@ def hyperparameters(trials: pd.DataFrame, figure: str = "val_loss", params: Sequ
                 ax.set_xscale("log")
         else:
             categories = sorted(values.dropna().map(str).unique())
+            # as floats: with no trial to show, pandas would keep the values' string dtype
             x = values.map(lambda v: categories.index(str(v)) if v is not None and str(v) in categories else math.nan)
+            x = x.astype(float)
             x = x + rng.uniform(-0.15, 0.15, len(x))
             ax.set_xticks(range(len(categories)), categories, rotation=20, fontsize="small")
         for model in models:
@@ -91,6 +93,8 @@ def hyperparameters(trials: pd.DataFrame, figure: str = "val_loss", params: Sequ
         _note(axes[0], "the search varied no hyperparameter")
     elif models:
         axes[0].legend(fontsize="x-small")
+    else:
+        _note(axes[0], "no trial reported a finite " + figure)
     fig.suptitle(f"{figure} against each searched hyperparameter (hollow: stopped early or unfinished)")
     return fig
 

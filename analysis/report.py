@@ -5,7 +5,7 @@
 Images and audio are embedded as base64 data URIs, so the file opens from disk (or as
 an e-mail attachment) with no server and nothing beside it. It holds:
 
-- how the trials ended, per model;
+- how the trials ended, per model, and the error of each trial that raised one;
 - the leaderboard: the best configuration of each model and each model's top k;
 - with --evaluate, the results table of `analysis.evaluate` on --split (test by default);
 - the figures of `analysis.plots`;
@@ -18,8 +18,10 @@ an e-mail attachment) with no server and nothing beside it. It holds:
 """
 from __future__ import annotations
 
+import argparse
 import base64
 import html
+import math
 import sys
 import tempfile
 import time
@@ -33,7 +35,8 @@ import pandas as pd
 from . import evaluate as evaluation_table
 from . import plots
 from .leaderboard import TABLE_CSS, best_per_model, html_table, sections
-from .results import GENERATION_MODE_MODELS, STATUSES, load, model_label, ordered_models, ranking_parser
+from .results import (GENERATION_MODE_MODELS, STATUSES, at_least_one, load, model_label, ordered_models,
+                      ranking_parser)
 
 
 @dataclass
@@ -62,6 +65,9 @@ def build_report(experiments: Sequence[str | Path], out: Optional[str | Path] = 
              f"({'lower' if ascending else 'higher'} is better); val_loss is the negative ELBO per frame "
              "at KL weight 1.</p>",
              "<h2>How the trials ended</h2>", html_table(status_counts(trials))]
+    failed = errors(trials)
+    if len(failed):
+        parts += ["<h3>Errors</h3>", html_table(failed)]
 
     parts.append("<h2>Leaderboard</h2>")
     for title, table in sections(trials, k, sort, ascending):
@@ -81,6 +87,8 @@ def build_report(experiments: Sequence[str | Path], out: Optional[str | Path] = 
 
     parts.append(f"<h2>Examples from the best trial of each model ({html.escape(split)} split)</h2>")
     best = best_per_model(trials, sort, ascending)
+    if best["checkpoint"].isna().all():
+        parts.append("<p>No ranked trial has a best checkpoint yet.</p>")
     with tempfile.TemporaryDirectory(prefix="dvae-report-") as work:
         for _, trial in best.iterrows():
             if pd.isna(trial["checkpoint"]):
@@ -108,6 +116,14 @@ def status_counts(trials: pd.DataFrame) -> pd.DataFrame:
     counts["trials"] = counts.sum(axis=1)
     counts.index = counts.index.map(model_label)
     return counts.rename_axis("model").reset_index()
+
+
+def errors(trials: pd.DataFrame) -> pd.DataFrame:
+    """A row per trial that left an error (the last line of its error.txt), with how it
+    ended: a restarted trial keeps the error of its earlier failure."""
+    failed = trials[trials["error"].notna()]
+    shown = failed[["model", "trial_id", "status", "epochs_run", "error"]].rename(columns={"trial_id": "trial"})
+    return shown.assign(model=shown["model"].map(model_label), status=shown["status"].str.replace("_", " "))
 
 
 def model_media(checkpoint: Path, generation_mode: bool, split: str, seconds: float, prime_seconds: float,
@@ -237,17 +253,45 @@ figure.plot { margin: 1em 0 2em; }
 """
 
 
+def positive_seconds(text: str) -> float:
+    """--seconds: a generation of no length, or an endless one, is no example."""
+    value = _seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
+def seconds_or_none(text: str) -> float:
+    value = _seconds(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 seconds or more, got {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds, got {text}")
+    return value
+
+
 def main(argv=None) -> int:
     parser = ranking_parser("python -m analysis.report", __doc__.split("\n\n")[0], k=3,
                             k_help="configurations per model in the top tables and curves",
-                            out_help="the HTML file (default: <first experiment>/report.html)")
+                            out_help="the HTML file (default: <first experiment>/report.html)", out_is_file=True)
     parser.add_argument("--evaluate", action="store_true",
                         help="score each model's best checkpoint on the test split (SI-SDR, PESQ, ESTOI / MPJPE)")
     parser.add_argument("--split", default="test", choices=("train", "valid", "test"),
                         help="the split for examples and scores (default test)")
-    parser.add_argument("--max-utterances", type=int, help="with --evaluate: score only the first N utterances")
-    parser.add_argument("--seconds", type=float, default=3.0, help="length of the generated examples (default 3)")
-    parser.add_argument("--prime-seconds", type=float, default=1.0, help="real signal before a primed generation")
+    parser.add_argument("--max-utterances", type=at_least_one,
+                        help="with --evaluate: score only the first N utterances")
+    parser.add_argument("--seconds", type=positive_seconds, default=3.0,
+                        help="length of the generated examples (default 3)")
+    parser.add_argument("--prime-seconds", type=seconds_or_none, default=1.0,
+                        help="real signal before a primed generation (default 1; 0 for none)")
     args = parser.parse_args(argv)
     try:
         out = build_report(args.experiments, args.out, args.k, args.sort, not args.descending, args.evaluate,

@@ -62,19 +62,28 @@ RAY_KEYS = frozenset({
     "time_this_iter_s", "pid", "hostname", "node_ip", "config", "time_since_restore", "iterations_since_restore",
     "timesteps_total", "episodes_total", "timesteps_since_restore", "experiment_id", "experiment_tag",
 })
+# The figure the trainer reports at every epoch, and what configurations are ranked by.
+DEFAULT_SORT = "val_loss"
 # Reported values that are not figures of the model's quality: not repeated per trial.
 NOT_FIGURES = frozenset({"epoch", "best_epoch", "diverged", "time_total_s", "epoch_time_s"})
 
 
 def load(*experiments: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(trials, curves) of the given experiment folders; see the module's docstring."""
+    """(trials, curves) of the given experiment folders; see the module's docstring. A
+    trial whose params.json cannot be read is skipped, with a note on stderr."""
     trials, curves = [], []
     for experiment in experiments:
         experiment = Path(experiment)
         for trial_dir in trial_dirs(experiment):
-            row, epochs = read_trial(trial_dir, experiment.name)
+            try:
+                row, epochs = read_trial(trial_dir, experiment.name)
+            except ValueError as e:  # one damaged trial should not hide all the others
+                print(f"skipped {trial_dir / 'params.json'}: {e}", file=sys.stderr)
+                continue
             trials.append(row)
             curves.extend(epochs)
+    if not trials:
+        raise FileNotFoundError(f"no readable trial (params.json) in {', '.join(map(str, experiments))}")
     # an experiment whose trials all failed before their first epoch has no curves at all
     curves = pd.DataFrame(curves) if curves else pd.DataFrame(columns=["experiment", "model", "trial_id", "epoch"])
     return pd.DataFrame(trials), curves
@@ -103,7 +112,7 @@ def trial_dirs(experiment: Path) -> list[Path]:
 
 def read_trial(trial_dir: Path, experiment: str) -> tuple[dict, list[dict]]:
     """One trial's row of the trials frame and its rows of the curves frame."""
-    params = json.loads((trial_dir / "params.json").read_text())
+    params = read_params(trial_dir)
     results = read_results(trial_dir)
     last = results[-1] if results else {}
     model = params.get("variant") or params.get("name") or ModelConfig.name
@@ -131,6 +140,18 @@ def read_trial(trial_dir: Path, experiment: str) -> tuple[dict, list[dict]]:
         **{CONFIG + k: v for k, v in params.items() if k != "experiment_dir"},
     }
     return row, curves
+
+
+def read_params(trial_dir: Path) -> dict:
+    """The trial's config from params.json; ValueError if that is not a JSON object (cut
+    short by a trial being created, or damaged)."""
+    try:
+        params = json.loads((trial_dir / "params.json").read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not valid JSON ({e})") from e
+    if not isinstance(params, dict):
+        raise ValueError(f"a JSON {type(params).__name__} where a config (an object) is expected")
+    return params
 
 
 def read_results(trial_dir: Path) -> list[dict]:
@@ -236,25 +257,74 @@ def _is_number(value) -> bool:
 
 
 def ranking_parser(prog: str, description: str, k: int, k_help: str, out_help: str,
-                   epilog: str | None = None) -> argparse.ArgumentParser:
+                   epilog: str | None = None, out_is_file: bool = False) -> argparse.ArgumentParser:
     """A parser with the arguments every analysis front shares: the experiment folders, how
-    configurations are ranked (--k, --sort, --descending) and where the output goes (--out)."""
+    configurations are ranked (--k, --sort, --descending) and where the output goes (--out:
+    a folder, or with out_is_file one file)."""
     parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog)
-    parser.add_argument("experiments", nargs="+", type=Path, help="experiment folders (<storage>/<name>)")
-    parser.add_argument("--k", type=_at_least_one, default=k, help=f"{k_help} (default {k})")
-    parser.add_argument("--sort", default="val_loss",
-                        help="the reported figure to rank by, at each trial's best epoch (default val_loss); "
+    add_experiments(parser)
+    parser.add_argument("--k", type=at_least_one, default=k, help=f"{k_help} (default {k})")
+    parser.add_argument("--sort", default=DEFAULT_SORT,
+                        help=f"the reported figure to rank by, at each trial's best epoch (default {DEFAULT_SORT}); "
                              "final_<figure> ranks by the last epoch's")
     parser.add_argument("--descending", action="store_true", help="higher is better for --sort")
-    parser.add_argument("--out", type=Path, help=out_help)
+    parser.add_argument("--out", type=file_to_write if out_is_file else folder_to_write, help=out_help)
     return parser
 
 
-def _at_least_one(text: str) -> int:
-    value = int(text)
+def add_experiments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("experiments", nargs="+", type=Path, action=_Distinct,
+                        help="experiment folders (<storage>/<name>)")
+
+
+class _Distinct(argparse.Action):
+    """Keeps the first of folders given more than once (however spelt): read twice, each of
+    their trials would count as two."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        seen, distinct = set(), []
+        for path in values:
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                distinct.append(path)
+        setattr(namespace, self.dest, distinct)
+
+
+def at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def folder_to_write(text: str) -> Path:
+    """--out where a folder is written: refused now if something in the way is a file, not
+    after all the work."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a file; a folder (new or existing) is expected")
+    _check_not_under_a_file(path)
+    return path
+
+
+def file_to_write(text: str) -> Path:
+    """--out where one file is written: refused now if it is a folder, or under a file."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a folder; a file to write (new or to replace) is expected")
+    _check_not_under_a_file(path.parent)
+    return path
+
+
+def _check_not_under_a_file(path: Path) -> None:
+    """Refuses a path whose nearest existing ancestor (or itself) is a file: its folders cannot be made."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a file; no folder can be made under it")
 
 
 def main(argv=None) -> int:
@@ -262,9 +332,9 @@ def main(argv=None) -> int:
         prog="python -m analysis.results",
         description="Load experiment folders into a table of trials (and per-epoch learning curves) "
                     "without starting Ray.")
-    parser.add_argument("experiments", nargs="+", type=Path, help="experiment folders (<storage>/<name>)")
-    parser.add_argument("--trials", type=Path, help="write the trials to this CSV file")
-    parser.add_argument("--curves", type=Path, help="write the learning curves to this CSV file")
+    add_experiments(parser)
+    parser.add_argument("--trials", type=file_to_write, help="write the trials to this CSV file")
+    parser.add_argument("--curves", type=file_to_write, help="write the learning curves to this CSV file")
     args = parser.parse_args(argv)
     try:
         trials, curves = load(*args.experiments)

@@ -290,6 +290,96 @@ def test_pose_strip_of_a_human36m_skeleton():
     assert len(fig.axes[0].lines) == 5 * 31 and plots.png(fig).startswith(b"\x89PNG")
 
 
+# --- input the fronts refuse, or take in their stride ---------------------------------------
+
+def failed_experiment(root: Path) -> Path:
+    """An experiment where no trial has reported an epoch: two errored before their first, one is still in it."""
+    exp = root / "failed"
+    base = {"corpus": "asterisk", "epochs": 3, "name": "vrnn", "variant": "vrnn"}
+    write_trial(exp, "vrnn_bbbb0001", {**base, "z_dim": 8, "prior": "gaussian"},
+                error="RuntimeError: CUDA out of memory", checkpoint=None)
+    write_trial(exp, "vrnn_bbbb0002", {**base, "z_dim": 16, "prior": "student_t"}, error="ValueError: boom",
+                checkpoint=None)
+    write_trial(exp, "vrnn_bbbb0003", {**base, "z_dim": 32, "prior": "gaussian"})  # in its first epoch
+    return exp
+
+
+def test_no_trial_has_reported_yet_gives_an_empty_ranking(tmp_path, capsys):
+    exp = failed_experiment(tmp_path)
+    trials = results.load_trials(exp)
+    assert "val_loss" not in trials and leaderboard.configurations(trials).empty
+    assert leaderboard.main([str(exp), "--out", str(tmp_path / "lb")]) == 0
+    assert len(pd.read_csv(tmp_path / "lb" / "leaderboard_best.csv")) == 0
+    assert plots.main([str(exp), "--out", str(tmp_path / "plots")]) == 0
+    panel = plots.hyperparameters(trials).axes[0]  # z_dim and prior, one of them categorical
+    assert any("no trial reported a finite val_loss" in t.get_text() for t in panel.texts)
+    assert evaluate.main([str(exp), "--out", str(tmp_path / "ev")]) == 1
+    assert "cannot sort" not in capsys.readouterr().err
+    # how the trials ended is what the user needs to see then
+    page = report.build_report([exp], tmp_path / "report.html", log=lambda line: None).read_text()
+    assert "How the trials ended" in page and "RuntimeError: CUDA out of memory" in page and "bbbb0002" in page
+    # a name no trial reports is still the fault of --sort
+    assert leaderboard.main([str(exp), "--sort", "nope", "--out", str(tmp_path / "lb")]) == 2
+    assert "cannot sort by 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+@pytest.mark.parametrize("module", [evaluate, report])
+def test_max_utterances_must_be_at_least_one(module, value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        module.main([str(tmp_path / "no-such-experiment"), "--max-utterances", value])
+    assert exit_.value.code == 2 and "argument --max-utterances: must be" in capsys.readouterr().err
+
+
+def test_an_experiment_given_twice_counts_once(fake, tmp_path, monkeypatch):
+    monkeypatch.chdir(fake.parent)
+    parser = results.ranking_parser("test", "", k=1, k_help="", out_help="")
+    given = [str(fake), "fake", f"{fake}/", str(fake / ".." / "fake"), str(tmp_path / "other")]
+    assert parser.parse_args(given).experiments == [fake, tmp_path / "other"]
+    assert leaderboard.main([str(fake), "fake", "--out", str(tmp_path / "lb")]) == 0
+    best = pd.read_csv(tmp_path / "lb" / "leaderboard_best.csv").set_index("model")
+    assert best.loc["vrnn", "seeds"] == 1 and best.loc["srnn_gm", "seeds"] == 2
+
+
+def test_a_corrupt_params_json_skips_that_trial(fake, tmp_path, capsys):
+    (fake / "vrnn_aaaa0002" / "params.json").write_text('{"corpus": "aster')
+    (fake / "vae_aaaa0006" / "params.json").write_text("[1, 2]")
+    trials = results.load_trials(fake)
+    assert len(trials) == 7 and {"aaaa0002", "aaaa0006"}.isdisjoint(trials["trial_id"])
+    notes = capsys.readouterr().err.splitlines()
+    assert len(notes) == 2 and all(note.startswith("skipped ") for note in notes)
+    assert str(fake / "vrnn_aaaa0002" / "params.json") in notes[1]
+    assert leaderboard.main([str(fake), "--out", str(tmp_path / "lb")]) == 0
+    for trial in fake.iterdir():
+        (trial / "params.json").write_text("")
+    with pytest.raises(FileNotFoundError, match="no readable trial"):
+        results.load_trials(fake)
+
+
+@pytest.mark.parametrize("module", [leaderboard, evaluate, plots, report])
+def test_out_of_the_wrong_kind_is_refused_before_reading_anything(module, tmp_path, capsys):
+    # report writes one file; the others a folder of files
+    existing = tmp_path / "taken"
+    existing.mkdir() if module is report else existing.write_text("")
+    with pytest.raises(SystemExit) as exit_:
+        module.main([str(tmp_path / "no-such-experiment"), "--out", str(existing)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"argument --out: {existing} is a" in err
+    if module is not report:  # under a file, no folder can be made either
+        with pytest.raises(SystemExit):
+            module.main([str(tmp_path / "no-such-experiment"), "--out", str(existing / "sub")])
+        assert "argument --out: " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option, value", [("--seconds", "0"), ("--seconds", "-2"), ("--seconds", "nan"),
+                                           ("--seconds", "inf"), ("--prime-seconds", "-1"),
+                                           ("--prime-seconds", "nan"), ("--prime-seconds", "x")])
+def test_report_refuses_lengths_that_make_no_example(option, value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        report.main([str(tmp_path / "no-such-experiment"), option, value])
+    assert exit_.value.code == 2 and f"argument {option}: must be" in capsys.readouterr().err
+
+
 # --- the shared real search -------------------------------------------------------------
 
 SMOKE_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
