@@ -66,6 +66,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="record each trial's training step as one CUDA graph (train.cuda_graph; needs GPUs per trial)")
     p.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
     args = p.parse_args(argv)
+    if args.settings:
+        fields = [field for field, _ in args.settings]
+        twice = sorted({field for field in fields if fields.count(field) > 1})
+        if twice:
+            p.error(f"--set gives {', '.join(twice)} more than once")
     args.settings = dict(args.settings) if args.settings else None
     return args
 

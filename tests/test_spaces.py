@@ -231,6 +231,9 @@ def test_set_fixes_fields_over_the_budget_and_a_resume_keeps_them(tmp_path, caps
     with pytest.raises(SystemExit):
         tune_runner.parse_args(["--space", "mel_study", "--set", "n_mels"])
     assert "'n_mels' is not FIELD=VALUE" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        tune_runner.parse_args(["--space", "mel_study", "--set", "n_mels=64", "--set", "n_mels=40"])
+    assert "--set gives n_mels more than once" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("option", ["--cpus-per-trial", "--gpus-per-trial"])
