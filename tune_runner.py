@@ -183,6 +183,12 @@ class Plan:
                 raise UsageError(f"{experiment_dir} already exists; continue it with --resume --name {name} "
                                  "or choose another --name")
 
+        from dvae.evaluation import check_data_root
+        for variant in space.variants:
+            try:
+                check_data_root(space.config(variant).data)
+            except ValueError as e:
+                raise UsageError(str(e)) from None
         cpus, gpus = float(os.cpu_count() or 1), float(_local_gpus())
         gpus_per_trial = args.gpus_per_trial if args.gpus_per_trial is not None else (1.0 if gpus else 0.0)
         searched_graph = any(p.name == "cuda_graph" and True in p.choices for p in space.params)

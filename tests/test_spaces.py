@@ -192,6 +192,7 @@ def test_unknown_space_and_budget_list_the_valid_ones(tmp_path):
     (["--space", "mel_study", "--set", "likelihood=itakura_saito"], "--set: likelihood: itakura_saito models power"),
     (["--space", "review_benchmark", "--set", "seed=3"], "--set seed: the space runs every configuration once per seed"),
     (["--space", "mel_study", "--set", "dropout=nan"], "--set: dropout: nan is not a finite number"),
+    (["--space", "mel_study", "--set", "data_root=/nonexistent", "--dry-run"], "data_root: /nonexistent is not a directory"),
     (["--space", "vrnn_priors", "--name", "../elsewhere"], "--name '../elsewhere': a folder name inside --storage"),
     (["--space", "mel_study", "--set", "nmels=64"], "--set nmels: unknown Config field; valid fields:"),
     ([], "--space is required"),
