@@ -18,10 +18,8 @@ an e-mail attachment) with no server and nothing beside it. It holds:
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import html
-import math
 import sys
 import tempfile
 import time
@@ -31,6 +29,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
+
+from dvae.config import bounded
 
 from . import evaluate as evaluation_table
 from . import plots
@@ -253,31 +253,6 @@ figure.plot { margin: 1em 0 2em; }
 """
 
 
-def positive_seconds(text: str) -> float:
-    """--seconds: a generation of no length, or an endless one, is no example."""
-    value = _seconds(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
-    return value
-
-
-def seconds_or_none(text: str) -> float:
-    value = _seconds(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 seconds or more, got {text}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number of seconds, got {text}")
-    return value
-
-
 def main(argv=None) -> int:
     parser = ranking_parser("python -m analysis.report", __doc__.split("\n\n")[0], k=3,
                             k_help="configurations per model in the top tables and curves",
@@ -288,9 +263,9 @@ def main(argv=None) -> int:
                         help="the split for examples and scores (default test)")
     parser.add_argument("--max-utterances", type=at_least_one,
                         help="with --evaluate: score only the first N utterances")
-    parser.add_argument("--seconds", type=positive_seconds, default=3.0,
+    parser.add_argument("--seconds", type=bounded(float, 0, strict=True), default=3.0,
                         help="length of the generated examples (default 3)")
-    parser.add_argument("--prime-seconds", type=seconds_or_none, default=1.0,
+    parser.add_argument("--prime-seconds", type=bounded(float, 0), default=1.0,
                         help="real signal before a primed generation (default 1; 0 for none)")
     args = parser.parse_args(argv)
     try:

@@ -14,7 +14,6 @@ import argparse
 import inspect
 import io
 import json
-import math
 import re
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from . import config
 from .checkpoint import CheckpointError
-from .config import Config, ConfigError, all_fields, allowed_values
+from .config import Config, ConfigError, all_fields, allowed_values, bounded
 from .data import DataError
 from .data.corpora import SPLITS
 from .evaluation import check_data_root, evaluate_checkpoint, format_table
@@ -160,20 +159,6 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", default=None, choices=allowed_values("corpus"),
                         help="another corpus with the checkpoint's features; None: the checkpoint's own")
     parser.add_argument("--data-root", default=None, help="where that corpus lives; None: its default location")
-
-
-def bounded(kind: type, low: float, strict: bool = False):
-    """An argparse type: a `kind` (int or float) of at least `low`, or above it when `strict`."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
-                                             f"got {text!r}") from None
-        if not (value > low if strict else value >= low) or not math.isfinite(value):  # nan fails both
-            raise argparse.ArgumentTypeError(f"must be a finite number {'>' if strict else '>='} {low}, got {text}")
-        return value
-    return parse
 
 
 # What a resumed run may change: where it runs, what it logs, where its data lives and when it

@@ -8,6 +8,7 @@ and what is allowed.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import re
@@ -238,3 +239,18 @@ def coerce(key: str, hint, value, metadata=None):
     if hi is not None and value > hi:
         raise ConfigError(f"{key}: {value} is out of range; must be <= {hi}")
     return value
+
+
+def bounded(kind: type, low: float, strict: bool = False):
+    """An argparse type for a number that is no Config field (a length, a count): a finite
+    `kind` (int or float) of at least `low`, or above it when `strict`."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if not (value > low if strict else value >= low) or not math.isfinite(value):  # nan fails both
+            raise argparse.ArgumentTypeError(f"must be a finite number {'>' if strict else '>='} {low}, got {text}")
+        return value
+    return parse
