@@ -143,7 +143,8 @@ def model_media(checkpoint: Path, generation_mode: bool, split: str, seconds: fl
     examples = [
         ("Clean utterance", lambda: clean_example(utterance, corpus, cfg.data.corpus, work)),
         ("Resynthesis" if corpus.kind == "speech" else "Reconstruction",
-         lambda: reconstruction_example(model, corpus, utterance, generation_mode, cfg.data.corpus, work)),
+         lambda: reconstruction_example(model, corpus, utterance, generation_mode, cfg.data.corpus, work,
+                                        cfg.train.seed)),
         ("Cold start", lambda: generated_example(checkpoint, split, seconds, 0.0, cfg.data.corpus, work / "cold")),
         ("Primed", lambda: generated_example(checkpoint, split, seconds, prime_seconds, cfg.data.corpus, work / "primed")),
     ]
@@ -170,30 +171,28 @@ def clean_example(utterance, corpus, corpus_name: str, work: Path) -> tuple[str,
 
 
 def reconstruction_example(model, corpus, utterance, generation_mode: bool, corpus_name: str,
-                           work: Path) -> tuple[str, bytes, Optional[bytes]]:
+                           work: Path, seed: int = 0) -> tuple[str, bytes, Optional[bytes]]:
     """(caption, image, audio) of the utterance through the model, with its scores on it.
-    As in dvae.evaluation: latents from a fixed seed, speech resynthesised with the clean
-    STFT phase (Griffin-Lim for mel features)."""
+    As in dvae.evaluation: latents from `seed` (the run's, as evaluation draws them), speech
+    resynthesised with the clean STFT phase (Griffin-Lim for mel features)."""
     import torch
 
     from dvae import metrics
-    from dvae.evaluation import write_wav
+    from dvae.evaluation import reconstruct, resynthesise, write_wav
     from dvae.generation import plot_spectrogram
 
     x = torch.from_numpy(np.array(utterance.features, dtype=np.float32))
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        out = model(x[None], feedback_prob=1.0 if generation_mode else 0.0)
-        estimate = model.likelihood.mean(out.x_out)[0]
+        torch.manual_seed(seed)
+        estimate = reconstruct(model, x, generation_mode)
     mode = " in generation mode (its own output fed back)" if generation_mode else ""
     if corpus.kind != "speech":
         fig = plots.pose_strip(estimate.numpy(), corpus.frame_rate, "reconstruction", corpus_name)
         return f"through the model{mode}: MPJPE {metrics.mpjpe(x.numpy(), estimate.numpy()):.1f} mm", plots.png(fig), None
     clean = np.array(utterance.waveform, dtype=np.float32)
-    phase = corpus.extractor.stft(torch.from_numpy(clean)) if corpus.extractor.kind == "stft" else None
-    wave = corpus.extractor.resynthesise(estimate, phase=phase, length=len(clean)).numpy()
+    wave = resynthesise(corpus, estimate, clean)
     caption = (f"through the model{mode}: SI-SDR {metrics.si_sdr(clean, wave):.2f} dB, "
-               f"PESQ-WB {metrics.pesq_wb(clean, wave):.2f}, ESTOI {metrics.estoi(clean, wave):.2f}")
+               f"PESQ {metrics.pesq(clean, wave):.2f}, ESTOI {metrics.estoi(clean, wave):.2f}")
     wav = write_wav(work / "resynthesis.wav", wave)
     return caption, plot_spectrogram(wave, work / "resynthesis.png", "resynthesis").read_bytes(), wav.read_bytes()
 

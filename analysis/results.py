@@ -50,6 +50,9 @@ MODEL_LABELS = {
 MODEL_ORDER = tuple(MODEL_LABELS)
 # The review's -GM rows are scored in generation mode: the decoder reads its own output.
 GENERATION_MODE_MODELS = ("srnn_tf_gm", "srnn_gm")
+# Rows scored from another model's trials: the review's SRNN-TF-GM is the teacher-forced
+# SRNN (selected on teacher-forced validation) tested in generation mode.
+DERIVED_ROWS = {"srnn_tf_gm": "srnn"}
 STATUSES = ("completed", "early_stopped", "stopped_by_asha", "diverged", "errored", "unfinished")
 CONFIG = "config/"
 OPTUNA_DB = "optuna.db"

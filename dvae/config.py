@@ -80,6 +80,7 @@ class TrainConfig(_Section):
     kl_warmup: Literal["none", "linear", "staircase", "cyclical"] = "linear"
     kl_warmup_epochs: int = field(default=20, metadata=_range(0))  # epoch at which the weight reaches 1 (cycle length for cyclical)
     ss_epochs: int = field(default=0, metadata=_range(0))  # scheduled sampling ramp length; 0 = teacher forcing
+    ss_schedule: Literal["linear", "staircase"] = "linear"  # shape of the ramp; staircase: the review's 0.1, 0.2, ..., 1.0
     ss_start_epoch: int = field(default=0, metadata=_range(0))
     ss_max_prob: float = field(default=1.0, metadata=_range(0.0, 1.0))
     generation_mode_eval: bool = False  # validate feeding back the model's own output (the -GM rows)

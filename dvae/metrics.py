@@ -1,43 +1,62 @@
 """Per-utterance quality metrics and their 95% confidence interval over a test set.
 
 Speech metrics compare a resynthesised waveform with the clean one, both 16 kHz and of
-the same length: SI-SDR (computed here: it is a few lines), PESQ wideband and narrowband
-(ITU-T P.862.2 / P.862 through the `pesq` package) and ESTOI (`pystoi`). Motion metrics
-compare joint positions in millimetres: MPJPE and RMSE.
+the same length, as the DVAE review computed them (`PROTOCOL` states each definition):
+SI-SDR without mean removal, PESQ as raw P.862 narrowband MOS at 16 kHz (what the review's
+`pypesq` returns), wideband PESQ (P.862.2 MOS-LQO) as a column of its own, and ESTOI
+(`pystoi`). Motion metrics compare joint positions in millimetres: MPJPE and RMSE.
 
-PESQ refuses some inputs (silent or too short signals); it then scores NaN instead of
-stopping an evaluation, and `mean_ci` leaves NaNs out. The caller reports how many
-values went into each mean.
+A metric that cannot score an utterance (PESQ refusing a silent or too short signal,
+ESTOI with under 384 ms of speech left after its silence removal) gives NaN: that
+utterance is left out of that metric's mean and counted as unscored. A failed estimate
+is another thing: a silent or orthogonal reconstruction has SI-SDR -inf, which `summarise`
+floors at SI_SDR_MIN_DB and counts, so the worst utterances stay in the mean.
 """
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pesq as pesq_package
 import pystoi
 import scipy.stats
-import torch
-import torchaudio.functional
 
 SAMPLE_RATE = 16000
-NARROWBAND_RATE = 8000
 # SI-SDR of an exact copy divides by a zero residual; the residual energy is floored at this
 # fraction of the target's, so a perfect estimate scores a finite 300 dB (float64 rounding
 # noise is around -320 dB) and the metric stays scale-invariant.
 SI_SDR_FLOOR = 1e-30
+# A failed estimate (silent, orthogonal: SI-SDR -inf) counts in the mean at this value, the
+# SI-SDR of a target 100 000 times weaker than its residual.
+SI_SDR_MIN_DB = -50.0
+# P.862.1's mapping of raw P.862 MOS to MOS-LQO, which the `pesq` package applies in narrowband mode.
+P862_1 = (0.999, 4.0, 1.4945, 4.6607)  # lqo = a + b / (1 + exp(-c * raw + d))
+
+PROTOCOL = {
+    "si_sdr": "SI-SDR in dB, the reference scaled to best fit the estimate, no mean removal (as the review); "
+              f"a silent or orthogonal estimate (-inf) counted at {SI_SDR_MIN_DB:g} dB",
+    "pesq": "PESQ as the review: raw ITU-T P.862 narrowband MOS (no P.862.1 mapping) of the 16 kHz signals, "
+            "the value pypesq returns; from the pesq package's 16 kHz narrowband MOS-LQO through the inverse "
+            "of the P.862.1 mapping",
+    "pesq_wb": "wideband PESQ, ITU-T P.862.2 MOS-LQO of the 16 kHz signals (pesq package)",
+    "estoi": "ESTOI (pystoi, extended=True); an utterance with under 384 ms of speech after pystoi's "
+             "silence removal is not scored",
+    "mpjpe": "mean per-joint position error in mm over joints and frames",
+    "rmse": "root mean squared error over all coordinates, mm",
+}
 
 
 def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
     """Scale-invariant signal-to-distortion ratio in dB (Le Roux et al., 2019).
 
-    Both signals are made zero-mean; the reference is scaled to best fit the estimate, and
-    the ratio is that scaled reference's energy over the residual's. NaN for a silent
-    reference, for which no scaling is defined.
+    The reference is scaled to best fit the estimate, and the ratio is that scaled
+    reference's energy over the residual's. As in the DVAE review, the signals' means are
+    not removed first (Le Roux et al. remove them; for speech they are near zero). NaN for
+    a silent reference, for which no scaling is defined; -inf for an estimate with nothing
+    of the reference in it.
     """
     reference, estimate = _pair(reference, estimate)
-    reference = reference - reference.mean()
-    estimate = estimate - estimate.mean()
     reference_energy = np.dot(reference, reference)
     if reference_energy == 0.0:
         return math.nan
@@ -57,17 +76,38 @@ def pesq_wb(reference: np.ndarray, degraded: np.ndarray, rate: int = SAMPLE_RATE
     return _pesq(reference, degraded, SAMPLE_RATE, "wb")
 
 
-def pesq_nb(reference: np.ndarray, degraded: np.ndarray, rate: int = SAMPLE_RATE) -> float:
-    """Narrowband PESQ (P.862 with the P.862.1 MOS-LQO mapping, about 1.02 to 4.55) on the
-    signals resampled to 8 kHz, the telephone band it was defined for; NaN where PESQ refuses."""
-    reference, degraded = (_resample(x, rate, NARROWBAND_RATE) for x in _pair(reference, degraded))
-    return _pesq(reference, degraded, NARROWBAND_RATE, "nb")
+def pesq(reference: np.ndarray, degraded: np.ndarray, rate: int = SAMPLE_RATE) -> float:
+    """PESQ as the DVAE review computed it: the raw ITU-T P.862 narrowband MOS (about -0.5
+    to 4.5) of 16 kHz signals, without the P.862.1 mapping to MOS-LQO; NaN where PESQ refuses.
+
+    The signals are first quantised as pypesq does (both scaled by 1/peak when their joint
+    peak exceeds 1, times 32767, truncated to 16-bit integers). The `pesq` package runs the
+    same P.862 narrowband model and returns its score mapped by P.862.1, a strictly
+    increasing logistic function whose inverse gives back the raw score.
+    """
+    if rate != SAMPLE_RATE:
+        raise ValueError(f"PESQ as the review computed it needs {SAMPLE_RATE} Hz audio, got {rate} Hz")
+    reference, degraded = _pair(reference, degraded)
+    peak = max(np.abs(reference).max(initial=0.0), np.abs(degraded).max(initial=0.0))
+    scale = 32767.0 / peak if peak > 1.0 else 32767.0
+    reference, degraded = (np.trunc(x * scale) for x in (reference, degraded))
+    lqo = _pesq(reference, degraded, SAMPLE_RATE, "nb")
+    if math.isnan(lqo):
+        return lqo
+    a, b, c, d = P862_1
+    return (d - math.log(b / (lqo - a) - 1.0)) / c
 
 
 def estoi(reference: np.ndarray, degraded: np.ndarray, rate: int = SAMPLE_RATE) -> float:
-    """Extended short-time objective intelligibility (Jensen & Taal, 2016), about 0 to 1."""
+    """Extended short-time objective intelligibility (Jensen & Taal, 2016), about 0 to 1;
+    NaN for an utterance too short to score (pystoi would warn and return 1e-5)."""
     reference, degraded = _pair(reference, degraded)
-    return float(pystoi.stoi(reference, degraded, rate, extended=True))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        score = float(pystoi.stoi(reference, degraded, rate, extended=True))
+    if any("Not enough STFT frames" in str(w.message) for w in caught):
+        return math.nan
+    return score
 
 
 def rmse(reference: np.ndarray, estimate: np.ndarray) -> float:
@@ -90,8 +130,8 @@ def mpjpe(reference: np.ndarray, estimate: np.ndarray) -> float:
 def mean_ci(values, confidence: float = 0.95) -> tuple[float, float]:
     """Mean of the finite values and the half-width of its Student-t confidence interval.
 
-    NaN and infinite values (failed metrics) are left out. Half-width NaN with fewer than
-    two values, both NaN with none.
+    NaN and infinite values are left out. Half-width NaN with fewer than two values, both
+    NaN with none.
     """
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
@@ -104,6 +144,26 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[float, float]:
     return float(values.mean()), float(quantile * values.std(ddof=1) / math.sqrt(n))
 
 
+def summarise(values, floor: float | None = None) -> dict:
+    """A metric over a test set: {"mean", "ci95", "n", "floored", "unscored"}.
+
+    NaN marks an utterance the metric could not score: it is left out and counted in
+    `unscored`. With `floor`, values below it (-inf included: failed estimates) count at
+    `floor` and in `floored`; without, an infinite value is an error of the metric.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    scored = values[~np.isnan(values)]
+    floored = 0
+    if floor is not None:
+        floored = int((scored < floor).sum())
+        scored = np.maximum(scored, floor)
+    elif not np.isfinite(scored).all():
+        raise ValueError("an infinite score needs a floor to be counted")
+    mean, half_width = mean_ci(scored)
+    return {"mean": mean, "ci95": half_width, "n": int(len(scored)), "floored": floored,
+            "unscored": int(len(values) - len(scored))}
+
+
 def _pesq(reference: np.ndarray, degraded: np.ndarray, rate: int, mode: str) -> float:
     reference, degraded = _pair(reference, degraded)
     # Both silent: the package would divide by their zero peak before PESQ could refuse.
@@ -113,12 +173,6 @@ def _pesq(reference: np.ndarray, degraded: np.ndarray, rate: int, mode: str) -> 
         return float(pesq_package.pesq(rate, reference, degraded, mode))
     except pesq_package.PesqError:  # no utterance found, buffer too short
         return math.nan
-
-
-def _resample(wave: np.ndarray, rate: int, new_rate: int) -> np.ndarray:
-    if rate == new_rate:
-        return wave
-    return torchaudio.functional.resample(torch.from_numpy(wave), rate, new_rate).numpy()
 
 
 def _pair(reference, estimate) -> tuple[np.ndarray, np.ndarray]:

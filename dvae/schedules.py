@@ -30,11 +30,19 @@ def kl_weight(cfg: TrainConfig, epoch: int) -> float:
 
 
 def feedback_prob(cfg: TrainConfig, epoch: int) -> float:
-    """Scheduled sampling: the probability of feeding back the model's own output at `epoch`,
-    0 until ss_start_epoch, then rising linearly to ss_max_prob over ss_epochs."""
-    if cfg.ss_epochs == 0:
+    """Scheduled sampling: the probability of feeding back the model's own output at `epoch`.
+    L = ss_epochs is when it first reaches ss_max_prob, counted from ss_start_epoch; 0 before that.
+
+    linear:    p = ss_max_prob * e / L
+    staircase: the review's SRNN-GM, p = 0.1 * (1 + e // s) with stages of s = L/9 epochs:
+               0.1 at the start, +0.1 each stage, 1.0 from e = L (capped at ss_max_prob)
+    """
+    if cfg.ss_epochs == 0 or epoch < cfg.ss_start_epoch:
         return 0.0
-    return cfg.ss_max_prob * min(1.0, max(0.0, (epoch - cfg.ss_start_epoch) / cfg.ss_epochs))
+    e = epoch - cfg.ss_start_epoch
+    if cfg.ss_schedule == "staircase":
+        return min(cfg.ss_max_prob, (1 + math.floor(9 * e / cfg.ss_epochs)) / 10)
+    return cfg.ss_max_prob * min(1.0, e / cfg.ss_epochs)
 
 
 def lr_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig):

@@ -21,6 +21,8 @@ import pandas as pd
 import pytest
 
 from analysis import evaluate, leaderboard, plots, report, results
+from dvae import metrics
+from dvae.checkpoint import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -225,8 +227,9 @@ def test_results_table_in_the_reviews_order():
     table = evaluate.results_table(pd.DataFrame(rows))
     assert table["model"].tolist() == ["VAE", "SRNN-GM"]
     assert table.loc[0, ["si_sdr", "si_sdr_pm", "seeds", "spread"]].tolist() == [2.0, 0.5, 1, "95% CI over utterances"]
-    assert table.loc[1, "si_sdr"] == 5.0 and table.loc[1, "si_sdr_pm"] == pytest.approx(math.sqrt(2))
-    assert table.loc[1, "spread"] == "sd over 2 seeds"
+    # across seeds: the t interval of the seeds' means 4 and 6 (sd sqrt 2, t(0.975, 1 dof) = 12.7062)
+    assert table.loc[1, "si_sdr"] == 5.0 and table.loc[1, "si_sdr_pm"] == pytest.approx(12.7062047)
+    assert table.loc[1, "spread"] == "95% CI over 2 seeds"
     shown = evaluate.formatted(table)
     assert shown.columns.tolist() == ["model", "SI-SDR (dB)", "ESTOI", "spread", "best configuration", "trials",
                                       "utterances"]
@@ -237,9 +240,14 @@ def test_saved_scores_are_reused_while_newer_than_the_checkpoint(tmp_path):
     checkpoint = tmp_path / "best.pt"
     checkpoint.write_bytes(b"")
     saved = {"settings": {"split": "test", "generation_mode": True, "max_utterances": 5, "kind": "speech"},
-             "n": 5, "metrics": {}}
+             "protocol": {"metrics": {"si_sdr": metrics.PROTOCOL["si_sdr"]}}, "n": 5, "metrics": {}}
     (tmp_path / "eval_test_gm.json").write_text(json.dumps(saved))
-    assert evaluate.evaluate_cached(checkpoint, "test", True, 5) == saved
+    assert evaluate.evaluate_cached(checkpoint, "test", True, 5) == {**saved, "json": str(tmp_path / "eval_test_gm.json")}
+    # scores made under other metric definitions (or before results stated theirs) are made again
+    for protocol in ({"metrics": {"pesq": "P.862.1 MOS-LQO at 8 kHz"}}, None):
+        (tmp_path / "eval_test_gm.json").write_text(json.dumps({**saved, "protocol": protocol}))
+        with pytest.raises(CheckpointError):  # the empty checkpoint is read: the scores were not reused
+            evaluate.evaluate_cached(checkpoint, "test", True, 5)
 
 
 def test_plots_of_the_hand_written_experiment(fake):
@@ -471,3 +479,54 @@ def test_evaluation_of_the_best_checkpoints(experiment, tmp_path):
     # scored again: the saved scores are read back
     again = evaluate.evaluate_top(trials, k=1, max_utterances=2, log=lambda line: None)
     pd.testing.assert_frame_equal(scores, again)
+
+
+@pytest.mark.slow
+def test_srnn_tf_gm_is_srnns_checkpoint_in_generation_mode_and_the_benchmark_file(experiment, tmp_path):
+    import shutil
+
+    copy = tmp_path / "smoke"
+    shutil.copytree(experiment, copy)
+    add_trained_trial(copy, "srnn", {"name": "srnn"})
+    trials = results.load_trials(copy)
+    scores = evaluate.evaluate_top(trials, k=1, max_utterances=2, log=lambda line: None, jobs=2)
+    assert scores["model"].tolist() == ["vrnn", "srnn", "srnn_tf_gm", "srnn_gm"]
+    srnn, tf_gm = (scores[scores["model"] == m].iloc[0] for m in ("srnn", "srnn_tf_gm"))
+    assert tf_gm["trial_id"] == srnn["trial_id"] and tf_gm["checkpoint"] == srnn["checkpoint"]
+    assert (srnn["generation_mode"], tf_gm["generation_mode"]) == (False, True)
+    assert Path(tf_gm["result_json"]).name == "eval_test_gm.json" and tf_gm["si_sdr"] != srnn["si_sdr"]
+
+    paths = evaluate.write(scores, tmp_path / "out", trials, copy, review_json=tmp_path / "bench" / "review.json")
+    result = json.loads((tmp_path / "bench" / "review.json").read_text())
+    assert list(result["rows"]) == ["vrnn", "srnn", "srnn_tf_gm", "srnn_gm"]
+    row = result["rows"]["srnn_tf_gm"]
+    assert row["review"] == {"si_sdr": -1.0, "pesq": 1.93, "estoi": 0.64} and row["generation_mode"]
+    seed = row["seeds"][0]
+    assert seed["best_epoch"] in (1, 2) and seed["wall_time_s"] > 0 and seed["units"] == 2
+    assert set(seed["metrics"]) >= {"si_sdr", "pesq", "pesq_wb", "estoi"}
+    protocol = result["protocol"]
+    assert (protocol["corpus"], protocol["split"], protocol["features"]) == ("asterisk", "test", "stft")
+    assert protocol["search"]["space"] == "vrnn_priors" and protocol["search"]["budget"] == "smoke"
+    assert "raw ITU-T P.862" in protocol["metrics"]["pesq"] and protocol["code_version"]
+    assert result["comparison"]["metric"] == "si_sdr" and len(result["comparison"]["rows"]) == 4
+    assert "Spearman" in (tmp_path / "out" / "review.md").read_text()
+
+
+def test_the_comparison_with_the_review_ranks_and_names_the_pairs_out_of_order():
+    from analysis import review
+
+    def row(mean, ci):
+        return {"mean": {"si_sdr": mean}, "ci95": {"si_sdr": ci}}
+    # review: SRNN 11.0 > VRNN 10.0 > VAE 5.3 > SRNN-TF-GM -1.0; ours swaps VRNN and SRNN
+    rows = {"vae": row(5.0, 0.2), "vrnn": row(9.0, 0.1), "srnn": row(8.0, 0.1), "srnn_tf_gm": row(-3.0, 1.0)}
+    c = review.comparison(rows, "speech")
+    assert c["spearman"] == pytest.approx(0.8)  # one swap of neighbours among 4: 1 - 6*2/(4*15)
+    assert [(p["review_better"], p["ours_better"], p["intervals_overlap"]) for p in c["out_of_order"]] == [
+        ("srnn", "vrnn", False)]
+    rows["srnn"] = row(8.95, 0.1)
+    assert review.comparison(rows, "speech")["out_of_order"][0]["intervals_overlap"]
+    # motion: lower MPJPE is better, in ours as in the review
+    motion = {m: {"mean": {"mpjpe": v}, "ci95": {"mpjpe": 1.0}} for m, v in
+              (("vae", 40.0), ("srnn", 8.0), ("vrnn", 9.0))}
+    assert review.comparison(motion, "motion") == {"metric": "mpjpe", "rows": ["vae", "srnn", "vrnn"],
+                                                    "spearman": 1, "out_of_order": []}

@@ -13,6 +13,7 @@ import pytest
 
 import tune_runner
 from dvae.config import MODEL_NAMES, Config
+from dvae.schedules import feedback_prob
 from dvae.spaces import BUDGETS, SpaceError, load_space, space_names
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,12 +72,18 @@ def test_shipped_spaces_cover_the_brief():
     assert [v.name for v in mel.variants] == ["vrnn", "srnn"] and mel.fixed["features"] == "mel"
     assert {"prior", "student_df", "kl_warmup_epochs", "lr_schedule", "z_dim"} <= {p.name for p in mel.params}
     review = load_space("review_benchmark", "full")
-    assert [v.name for v in review.variants] == [*MODEL_NAMES, "srnn_tf_gm", "srnn_gm"]
-    assert not review.params and len(review.seeds) >= 2 and review.asha is None
-    gm = {v.name: review.config(v) for v in review.variants}
-    assert gm["srnn_tf_gm"].train.generation_mode_eval and gm["srnn_tf_gm"].train.ss_epochs == 0
-    assert gm["srnn_gm"].train.generation_mode_eval and gm["srnn_gm"].train.ss_epochs > 0
-    assert review.fixed["kl_warmup"] == "staircase" and review.fixed["z_dim"] == 16
+    # SRNN-TF-GM is SRNN's own checkpoint scored in generation mode: not a model of its own
+    assert [v.name for v in review.variants] == [*MODEL_NAMES, "srnn_gm"]
+    assert not review.params and review.seeds == (0, 1, 2) and review.asha is None
+    gm = review.config(review.variants[-1]).train
+    assert gm.generation_mode_eval and gm.ss_schedule == "staircase" and gm.kl_warmup == "none"
+    # the review's code: 0.1 at the start, +0.1 a stage, 1.0 at the end of the ramp
+    assert [feedback_prob(gm, e) for e in range(0, gm.ss_epochs + 1, gm.ss_epochs // 9)] == [
+        0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    assert review.fixed["kl_warmup"] == "staircase" and review.fixed["z_dim"] == 16 and review.fixed["lr"] == 2e-3
+    small = load_space("review_benchmark", "small")  # the 2-core CPU budget: all seeds, the review's sizes
+    assert small.seeds == (0, 1, 2) and small.fixed["h_dim"] == 128 and small.fixed["batch_size"] == 128
+    assert small.fixed["patience"] > 0 and "max_utterances" not in small.fixed
     for name in ("vrnn_priors", "srnn_priors"):
         params = {p.name: p for p in load_space(name).params}
         assert params["student_df"].when == ("prior", ("student_t",))
