@@ -33,6 +33,7 @@ import pandas as pd
 from dvae.config import bounded
 
 from . import evaluate as evaluation_table
+from . import review
 from . import plots
 from .leaderboard import TABLE_CSS, best_per_model, html_table, sections
 from .results import (GENERATION_MODE_MODELS, STATUSES, at_least_one, load, model_label, ordered_models,
@@ -79,6 +80,9 @@ def build_report(experiments: Sequence[str | Path], out: Optional[str | Path] = 
         parts.append(f"<h2>{html.escape(evaluation_table.TITLE)} ({html.escape(split)} split)</h2>")
         parts.append(html_table(evaluation_table.formatted(evaluation_table.results_table(scores)))
                      if len(scores) else "<p>No trial has a checkpoint to score.</p>")
+        if len(scores):
+            parts += ["<h3>Beside the DVAE review's figures</h3>",
+                      review.html_section(review.benchmark(scores, trials, experiments[0]))]
 
     parts.append("<h2>Figures</h2>")
     for name, fig in plots.all_figures(experiments, trials, curves, k, sort, ascending).items():

@@ -11,6 +11,7 @@ overlap (pairs whose intervals do not overlap are the ones that need explaining)
 """
 from __future__ import annotations
 
+import html
 import itertools
 import json
 import math
@@ -121,33 +122,59 @@ def protocol(evaluations: pd.DataFrame, experiment: str | Path, kind: str) -> di
             "experiment": experiment.name, "code_version": code_version()}
 
 
-def markdown(result: dict) -> str:
-    """The benchmark as a Markdown table, our figures beside the review's, with its comparison."""
-    rows, kind = result["rows"], result["protocol"]["kind"]
+def table(result: dict) -> pd.DataFrame:
+    """The benchmark for people: per row, each metric as 'mean ± 95% CI across seeds' beside
+    the review's figure, the seeds and each seed's best epoch."""
+    rows = result["rows"]
     names = [m for m in ("si_sdr", "pesq", "pesq_wb", "estoi", "mpjpe") if any(m in r["mean"] for r in rows.values())]
-    header = ["model"] + [f"{_label(m)} (ours)" + (" | review" if any(m in (r["review"] or {}) for r in rows.values())
-                                                   else "") for m in names] + ["seeds", "best epochs"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * sum(h.count("|") + 1 for h in header)]
-    for model, r in rows.items():
-        cells = [r["label"]]
+    shown = []
+    for r in rows.values():
+        line = {"model": r["label"]}
         for m in names:
             mean, ci = r["mean"].get(m), r["ci95"].get(m)
-            text = "–" if mean is None else f"{mean:.2f}" + ("" if ci is None else f" ± {ci:.2f}")
+            line[_label(m)] = "–" if mean is None else f"{mean:.2f}" + ("" if ci is None else f" ± {ci:.2f}")
             if any(m in (x["review"] or {}) for x in rows.values()):
-                review = (r["review"] or {}).get(m)
-                text += " | " + ("–" if review is None else f"{review:g}")
-            cells.append(text)
-        cells += [str(r["n_seeds"]), ", ".join(str(s["best_epoch"]) for s in r["seeds"])]
-        lines.append("| " + " | ".join(cells) + " |")
+                figure = (r["review"] or {}).get(m)
+                line[f"{_label(m)}, review"] = "–" if figure is None else f"{figure:g}"
+        line["seeds"] = r["n_seeds"]
+        line["best epochs"] = ", ".join(str(s["best_epoch"]) for s in r["seeds"])
+        shown.append(line)
+    return pd.DataFrame(shown)
+
+
+def findings(result: dict) -> list[str]:
+    """The rank correlation with the review and each pair of rows out of its order, as sentences."""
     c = result["comparison"]
     rho = "nan" if c["spearman"] is None else f"{c['spearman']:.2f}"
-    lines += ["", f"Spearman rank correlation with the review ({_label(c['metric'])}, {len(c['rows'])} rows): {rho}"]
+    lines = [f"Spearman rank correlation with the review ({_label(c['metric'])}, {len(c['rows'])} rows): {rho}"]
     for pair in c["out_of_order"]:
         a, b = pair["review_better"], pair["ours_better"]
-        lines.append(f"- out of the review's order: {model_label(b)} {pair['ours'][b]:.2f} vs {model_label(a)} "
-                     f"{pair['ours'][a]:.2f} (review {pair['review'][b]:g} vs {pair['review'][a]:g}); intervals "
-                     + ("overlap" if pair["intervals_overlap"] else "do not overlap"))
-    return "\n".join(lines)
+        lines.append(f"out of the review's order: {model_label(b)} {pair['ours'][b]:.2f} vs {model_label(a)} "
+                     f"{pair['ours'][a]:.2f} (review {pair['review'][b]:g} vs {pair['review'][a]:g}); our intervals "
+                     + {True: "overlap", False: "do not overlap", None: "are unknown (one seed)"}[
+                         pair["intervals_overlap"]])
+    return lines
+
+
+def markdown(result: dict) -> str:
+    from .leaderboard import markdown_table
+
+    first, *pairs = findings(result)
+    return "\n".join([markdown_table(table(result)), "", first, *(f"- {line}" for line in pairs)])
+
+
+def html_section(result: dict) -> str:
+    """The benchmark, its comparison and its protocol as an HTML fragment (for the report)."""
+    from .leaderboard import html_table
+
+    first, *pairs = findings(result)
+    protocol = result["protocol"]
+    described = {**{k: v for k, v in protocol.items() if k not in ("metrics", "search")},
+                 **{f"metric {m}": text for m, text in protocol.get("metrics", {}).items()}}
+    return (html_table(table(result)) + f"<p>{html.escape(first)}</p>"
+            + ("<ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in pairs) + "</ul>" if pairs else "")
+            + "<dl class=protocol>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>"
+                                              for k, v in described.items()) + "</dl>")
 
 
 def code_version() -> str:

@@ -29,7 +29,8 @@ def experiment(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def report_file(experiment, tmp_path_factory) -> Path:
     return report.build_report([experiment], tmp_path_factory.mktemp("report") / "report.html", k=2,
-                               seconds=1.5, prime_seconds=0.5, log=lambda line: None)
+                               seconds=1.5, prime_seconds=0.5, evaluate=True, max_utterances=2,
+                               log=lambda line: None)
 
 
 def test_report_is_one_self_contained_file(report_file):
@@ -38,8 +39,10 @@ def test_report_is_one_self_contained_file(report_file):
     # nothing to fetch: no link to another file or server
     assert "src=\"http" not in text and "src=\"file:" not in text and "<link" not in text
     assert "could not be made" not in text
-    for heading in ("How the trials ended", "Leaderboard", "Figures", "VRNN, trial", "SRNN-GM, trial f0f0f0f0"):
+    for heading in ("How the trials ended", "Leaderboard", "Figures", "VRNN, trial", "SRNN-GM, trial f0f0f0f0",
+                    "Beside the DVAE review's figures", "Spearman rank correlation with the review"):
         assert heading in text
+    assert "raw ITU-T P.862 narrowband" in text  # the protocol is stated with the scores
 
 
 def test_report_renders_in_chromium(report_file):
@@ -62,8 +65,9 @@ def test_report_renders_in_chromium(report_file):
         finally:
             browser.close()
 
-    # how the trials ended, the best of each model, then the top k of each of the two models
-    assert len(tables) == 4 and all(columns > 0 and rows > 0 and height > 0 for columns, rows, height in tables)
+    # how the trials ended, the best of each model, the top k of each of the two models, the test
+    # results and the same beside the review's figures
+    assert len(tables) == 6 and all(columns > 0 and rows > 0 and height > 0 for columns, rows, height in tables)
     figures = {"learning_curves", "hyperparameters", "asha_rungs", "importances"}
     assert figures <= {alt for alt, _, _ in images}
     assert len(images) == len(figures) + 2 * 4  # four examples for each model
