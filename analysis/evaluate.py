@@ -233,11 +233,15 @@ def main(argv=None) -> int:
     parser.add_argument("--max-utterances", type=at_least_one, help="score only the first N utterances of the split")
     parser.add_argument("--refresh", action="store_true", help="recompute scores saved beside the checkpoints")
     parser.add_argument("--jobs", type=at_least_one, default=1, help="checkpoints scored at once (default 1)")
+    parser.add_argument("--finished", action="store_true",
+                        help="score only trials that have ended (while a search runs: their checkpoints are final)")
     parser.add_argument("--review-json", type=file_to_write,
                         help="also write the benchmark beside the review's figures to this file")
     args = parser.parse_args(argv)
     try:
         trials = load_trials(*args.experiments)
+        if args.finished:
+            trials = trials[trials["status"] != "unfinished"]
         evaluations = evaluate_top(trials, args.k, args.sort, not args.descending, args.split,
                                    args.max_utterances, args.refresh, jobs=args.jobs)
     except (FileNotFoundError, KeyError, ValueError) as e:

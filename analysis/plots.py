@@ -167,7 +167,9 @@ def param_importances(study) -> tuple[dict[str, float], str | None]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            values = optuna.importance.get_param_importances(study)
+            # named, not left to the default: Optuna 4 defaults to fANOVA (which needs scikit-learn), 5 to PED-ANOVA
+            values = optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
         except (ValueError, RuntimeError) as e:  # e.g. no parameter common to every trial
             return {}, f"importances unavailable: {e}"
     small = [w for w in caught if "too small" in str(w.message)]

@@ -40,7 +40,15 @@ import yaml
 
 from .config import MODEL_NAMES, Config, ConfigError, all_fields, allowed_values, field_type
 
-SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+def _spaces_dir() -> Path:
+    """The search_spaces/ folder: shipped inside the package when installed from a wheel,
+    beside it in a checkout (where an editable install also finds it)."""
+    package = Path(__file__).resolve().parent
+    shipped = package / "search_spaces"
+    return shipped if shipped.is_dir() else package.parent / "search_spaces"
+
+
+SPACES_DIR = _spaces_dir()
 BUDGETS = ("smoke", "small", "full")
 TOP_LEVEL_KEYS = ("description", "models", "fixed", "search", "seeds", "asha", "num_samples", "budgets")
 ASHA_KEYS = ("max_t", "grace_period", "reduction_factor")

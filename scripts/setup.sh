@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[dev,dashboard]'
+.venv/bin/python -m pip install -q -c constraints.txt -e '.[dev,dashboard]'
 .venv/bin/python -m dvae.data.install asterisk mocap
 test_packages="pocketsphinx-testdata chromium chromium-driver"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

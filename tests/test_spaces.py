@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import tune_runner
+from dvae import runner as tune_runner
 from dvae.config import MODEL_NAMES, Config
 from dvae.schedules import feedback_prob
 from dvae.spaces import BUDGETS, SpaceError, load_space, space_names

@@ -1,0 +1,51 @@
+"""The DVAE review's benchmark on a built-in corpus, from training to the committed results file.
+
+    python -m benchmarks.review speech            # review_benchmark: asterisk speech
+    python -m benchmarks.review motion            # review_mocap: the climbing motion capture
+    python -m benchmarks.review speech --resume   # after an interruption: finished trials stay
+
+Runs the space's search (every row of the review with three seeds, budget `small` by
+default: the 2-core CPU) into experiments/<name>, then scores every row's checkpoints on
+the test split with `analysis.evaluate` and writes benchmarks/results/review_<corpus>.json
+(each row's seeds, their mean and 95% interval, the protocol, the rank correlation with
+the review) with the same table as review.md beside the experiment. With --evaluate-only
+it scores the trials that have ended so far (a partial result while the search runs).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dvae import runner
+from analysis import evaluate
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BENCHMARKS = {"speech": ("review_benchmark", "review-asterisk", "review_asterisk.json"),
+              "motion": ("review_mocap", "review-mocap", "review_mocap.json")}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("kind", choices=BENCHMARKS, help="speech (asterisk) or motion (mocap)")
+    p.add_argument("--budget", default="small", help="the space's budget (default small: a 2-core CPU)")
+    p.add_argument("--storage", default="experiments", help="folder of experiments (default ./experiments)")
+    p.add_argument("--resume", action="store_true", help="go on with an interrupted run")
+    p.add_argument("--evaluate-only", action="store_true", help="score what the experiment holds; train nothing")
+    p.add_argument("--jobs", type=int, default=2, help="checkpoints scored at once (default 2)")
+    args, runner_args = p.parse_known_args(argv)
+    space, name, results_file = BENCHMARKS[args.kind]
+    name = f"{name}-{args.budget}"
+    if not args.evaluate_only:
+        status = runner.main(["--space", space, "--budget", args.budget, "--name", name, "--storage",
+                                   args.storage, "--no-dashboard", *(["--resume"] if args.resume else []),
+                                   *runner_args])
+        if status != 0:
+            return status
+    experiment = Path(args.storage) / name
+    return evaluate.main([str(experiment), "--jobs", str(args.jobs), "--review-json", str(RESULTS / results_file),
+                          *(["--finished"] if args.evaluate_only else [])])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

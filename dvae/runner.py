@@ -1,0 +1,376 @@
+"""Runs a hyperparameter search over a DVAE search space with Ray Tune, ASHA and Optuna.
+
+    python tune_runner.py --list                          # the spaces and what each studies
+    python tune_runner.py --space vrnn_priors             # budget 'small': a laptop CPU, end to end
+    python tune_runner.py --space vrnn_priors --budget smoke --dry-run   # show it, start nothing
+    python tune_runner.py --space review_benchmark --budget full --gpus-per-trial 1 --cuda-graph
+    python tune_runner.py --space mel_study --set corpus=vctk --set data_root=/data/VCTK   # fix more fields
+    python tune_runner.py --space vrnn_priors --name my-run --resume     # after an interruption
+    ray start --head; python tune_runner.py --space kl_warmup --address auto --storage /shared/exp
+
+Budgets (every space has all three): smoke = a few minutes on 2 CPU cores, to check that
+everything runs; small (the default) = a laptop CPU in well under an hour: a few hundred
+utterances, smaller networks, ~20 epochs; full = the space's real settings, for GPUs or
+a cluster. Results go to <storage>/<name>/: one folder per trial (TensorBoard events
+under tb/, checkpoints), the Optuna study in optuna.db, Tune's experiment state, and
+a copy of the space file, which --resume reads.
+
+Everything that can be checked is checked before Ray starts; a problem ends the run
+with one message and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from dvae.spaces import BUDGETS, Space, SpaceError, descriptions, load_space
+
+SETTINGS_FILE = "search.json"  # what --resume needs to rebuild the same search
+
+
+class UsageError(Exception):
+    """Bad input: reported as one message, before Ray starts."""
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--space", help="a space of search_spaces/ (see --list) or the path of a .yaml file")
+    p.add_argument("--list", action="store_true", help="list the spaces with their descriptions")
+    p.add_argument("--budget", choices=BUDGETS,
+                   help="smoke: minutes on 2 cores; small (default): a laptop CPU; full: the space's own settings")
+    p.add_argument("--num-samples", type=int, help="configurations to try (each once per seed of the space)")
+    p.add_argument("--set", dest="settings", metavar="FIELD=VALUE", action="append", type=_setting,
+                   help="fix a Config field for every trial, over the space and budget (repeatable): "
+                        "--set corpus=vctk --set data_root=/data/VCTK")
+    p.add_argument("--name", help="experiment name (default: <space>-<budget>-<date>); needed with --resume")
+    p.add_argument("--storage", default="experiments", help="folder of experiments (default: ./experiments)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted experiment --name")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the space, fixed config, distributions, budget and resources; start nothing")
+    p.add_argument("--address", help="join a running Ray cluster (e.g. 'auto' after `ray start --head`); "
+                   "with several nodes --storage must be a folder every node sees")
+    p.add_argument("--cpus-per-trial", type=_finite, default=1.0, help="CPU cores per trial (default 1)")
+    p.add_argument("--gpus-per-trial", type=_finite,
+                   help="GPUs per trial; fractions share a GPU (0.25: four trials each). Default: 1 with a GPU, else 0")
+    p.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as the resources hold)")
+    p.add_argument("--cuda-graph", action="store_const", const=True, default=None,
+                   help="record each trial's training step as one CUDA graph (train.cuda_graph; needs GPUs per trial)")
+    p.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
+    args = p.parse_args(argv)
+    if args.settings:
+        fields = [field for field, _ in args.settings]
+        twice = sorted({field for field in fields if fields.count(field) > 1})
+        if twice:
+            p.error(f"--set gives {', '.join(twice)} more than once")
+    args.settings = dict(args.settings) if args.settings else None
+    return args
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+    return value
+
+
+def _setting(text: str) -> tuple[str, str]:
+    field, sep, value = text.partition("=")
+    if not sep or not field:
+        raise argparse.ArgumentTypeError(f"'{text}' is not FIELD=VALUE")
+    return field.strip(), value.strip()
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.list:
+        for name, description in descriptions().items():
+            print(f"{name:<18} {description}")
+        return 0
+    try:
+        plan = Plan.from_args(args)
+    except (UsageError, SpaceError) as e:
+        print(f"tune_runner: {e}", file=sys.stderr)
+        return 2
+    print(plan.describe())
+    if args.dry_run:
+        return 0
+    return plan.run()
+
+
+@dataclasses.dataclass
+class Plan:
+    """Everything about a run that is decided before Ray starts."""
+    args: argparse.Namespace
+    space: Space
+    experiment_dir: Path
+    cpus: float
+    gpus: float
+    gpus_per_trial: float
+    # Tune's state to go on from; False on --resume of a search stopped before Tune saved any: begun again
+    restore: bool
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "Plan":
+        if args.cpus_per_trial <= 0:
+            raise UsageError(f"--cpus-per-trial must be above 0, got {args.cpus_per_trial:g}")
+        if args.gpus_per_trial is not None and args.gpus_per_trial < 0:
+            raise UsageError(f"--gpus-per-trial must be 0 or more (fractions share a GPU), got {args.gpus_per_trial:g}")
+        if args.num_samples is not None and args.num_samples < 1:
+            raise UsageError(f"--num-samples must be at least 1, got {args.num_samples}")
+        if args.max_concurrent is not None and args.max_concurrent < 1:
+            raise UsageError(f"--max-concurrent must be at least 1, got {args.max_concurrent}")
+        if args.space and args.space.endswith((".yaml", ".yml")):  # a file of one's own: remembered absolute
+            args.space = str(Path(args.space).resolve())
+        storage = Path(args.storage).expanduser().resolve()
+        _check_writable(storage)
+        if args.name is not None and (not args.name.strip(". ") or "/" in args.name):
+            raise UsageError(f"--name {args.name!r}: a folder name inside --storage, without '/'")
+
+        restore = False
+        if args.resume:
+            if not args.name:
+                raise UsageError("--resume needs --name: the experiment to continue" + _existing(storage))
+            experiment_dir = storage / args.name
+            settings_file = experiment_dir / SETTINGS_FILE
+            from dvae.search import experiment_exists  # imports Ray (not starting it): only when needed
+            if not settings_file.is_file():
+                raise UsageError(f"no experiment to resume at {experiment_dir}" + _existing(storage))
+            restore = experiment_exists(experiment_dir)
+            try:
+                saved = json.loads(settings_file.read_text())
+                if not isinstance(saved, dict) or not isinstance(saved.get("space"), str):
+                    raise ValueError("no space named")
+            except ValueError as e:
+                raise UsageError(f"cannot resume: {settings_file} is damaged ({e}); it records the search's "
+                                 "settings, which --resume needs") from None
+            for key in ("space", "budget", "num_samples", "cuda_graph", "settings"):
+                given = getattr(args, key)
+                if given is not None and given != saved.get(key):
+                    option = "--set" if key == "settings" else f"--{key.replace('_', '-')}"
+                    raise UsageError(f"{option} {given} differs from the experiment's "
+                                     f"{saved.get(key)}; a resumed search keeps its settings (leave the option out)")
+                setattr(args, key, saved.get(key))
+            kept = experiment_dir / space_copy_name(args.space)
+            if kept.is_file():  # the space as the search started, whatever became of its file since
+                args.space = str(kept)
+        elif not args.space:
+            raise UsageError("--space is required; see --list for the spaces")
+        args.budget = args.budget or "small"
+
+        space = load_space(args.space, args.budget)
+        if args.num_samples:
+            space = dataclasses.replace(space, num_samples=args.num_samples)
+        if args.settings:
+            space = space.with_settings(args.settings)
+        if args.cuda_graph:
+            space = dataclasses.replace(space, fixed={**space.fixed, "cuda_graph": True})
+        if not args.resume:
+            name = args.name or f"{space.name}-{args.budget}-{time.strftime('%Y%m%d-%H%M%S')}"
+            experiment_dir = storage / name
+            if experiment_dir.exists():
+                raise UsageError(f"{experiment_dir} already exists; continue it with --resume --name {name} "
+                                 "or choose another --name")
+
+        from dvae.evaluation import check_data_root
+        for variant in space.variants:
+            try:
+                check_data_root(space.config(variant).data)
+            except ValueError as e:
+                raise UsageError(str(e)) from None
+        cpus, gpus = float(os.cpu_count() or 1), float(_local_gpus())
+        gpus_per_trial = args.gpus_per_trial if args.gpus_per_trial is not None else (1.0 if gpus else 0.0)
+        searched_graph = any(p.name == "cuda_graph" and True in p.choices for p in space.params)
+        if gpus_per_trial == 0 and (searched_graph or any(space.config(v).train.cuda_graph for v in space.variants)):
+            raise UsageError("train.cuda_graph (--cuda-graph or the space's) needs a GPU in every trial; "
+                             "give --gpus-per-trial (or leave cuda_graph out)")
+        return cls(args, space, experiment_dir, cpus, gpus, gpus_per_trial, restore)
+
+    def resources(self, cpus: float, gpus: float):
+        from dvae.search import Resources
+        return Resources.fit(cpus, gpus, self.args.cpus_per_trial, self.gpus_per_trial, self.args.max_concurrent)
+
+    def describe(self) -> str:
+        space = self.space
+        first = space.config(space.variants[0]).flat()
+        lines = [f"space       {space.name} ({space.path}), budget {space.budget}", f"            {space.description}"]
+        lines.append(_wrap("models", ", ".join(
+            v.name + ("" if list(v.overrides) == ["name"] else f" ({_settings(v.overrides)})") for v in space.variants)))
+        lines.append(_wrap("fixed", _settings(space.fixed)))
+        lines.append(_wrap("config", f"({space.variants[0].name}, before sampling) " + _settings(first)))
+        searched = [f"variant: choice {[v.name for v in space.variants]}"] + [f"{p.name}: {p.describe()}"
+                                                                              for p in space.params]
+        for i, text in enumerate(searched):
+            lines.append(("search      " if i == 0 else "            ") + text)
+        lines.append("seeds       " + (", ".join(map(str, space.seeds)) if space.seeds else "- (the fixed seed)"))
+        if space.asha:
+            lines.append("scheduler   ASHA on epochs: " + _settings(space.asha))
+        else:
+            lines.append("scheduler   FIFO: every trial runs until its epochs or early stopping")
+        lines.append(f"samples     {space.num_samples} configurations x {max(1, len(space.seeds))} seed(s) "
+                     f"= {space.trials} trials, metric val_loss (min)")
+        if self.args.address:
+            lines.append(f"resources   {self.args.cpus_per_trial:g} CPU and {self.gpus_per_trial:g} GPU per trial; "
+                         f"concurrency from the cluster at {self.args.address} when joining")
+        else:
+            resources = self.resources(self.cpus, self.gpus)
+            lines.append("resources   " + resources.describe())
+            if resources.problem():
+                lines.append(f"            no trial could start on this machine: {resources.problem()}")
+        resuming = "  (resuming)" if self.restore else "  (starting again: it stopped before its first trial)"
+        lines.append(f"experiment  {self.experiment_dir}" + (resuming if self.args.resume else ""))
+        return "\n".join(lines)
+
+    def run(self) -> int:
+        if not self.args.address:
+            problem = self.resources(self.cpus, self.gpus).problem()
+            if problem:
+                print(f"tune_runner: {problem}", file=sys.stderr)
+                return 2
+        try:
+            self.prepare_data()
+        except ValueError as e:  # DataError, ConfigError: the corpus is missing or unusable
+            print(f"tune_runner: {e}", file=sys.stderr)
+            return 2
+        resources = self.start_ray()
+        if resources is None:
+            return 2
+        # written once Ray runs, so that a start that fails leaves no folder to resume
+        self.experiment_dir.mkdir(parents=True, exist_ok=True)
+        if not self.args.resume:
+            settings = {"space": self.args.space, "budget": self.space.budget, "num_samples": self.args.num_samples,
+                        "cuda_graph": self.args.cuda_graph, "settings": self.args.settings}
+            (self.experiment_dir / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+            shutil.copyfile(self.space.path, self.experiment_dir / space_copy_name(self.args.space))
+        return self.search(resources)
+
+    def prepare_data(self) -> None:
+        """Prepares each corpus once here rather than in every trial at the same moment, and
+        so that a missing corpus is reported before Ray starts. (A searched data field is
+        left to the trials: each value is its own corpus.)"""
+        from dvae.config import DataConfig
+        from dvae.data import prepare_corpus
+
+        data_fields = {f.name for f in dataclasses.fields(DataConfig)}
+        if any(p.name in data_fields for p in self.space.params):
+            return
+        prepared = []
+        for variant in self.space.variants:
+            data = self.space.config(variant).data
+            if data not in prepared:
+                prepare_corpus(data).training_windows()  # a seq_len longer than every utterance: refused here
+                prepared.append(data)
+
+    def start_ray(self):
+        """Starts Ray here (or joins --address) and returns the resources trials get, or None."""
+        import ray
+
+        # a trial given no GPU must see none, not inherit this process's CUDA_VISIBLE_DEVICES
+        env = {"RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1"}
+        # Keeping one checkpoint makes Tune snapshot the experiment after every trial checkpoint
+        # (what lets --resume pick up close to where it stopped); its warning about that is moot.
+        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+        if self.args.address:
+            try:
+                ray.init(address=self.args.address, runtime_env={"env_vars": env})
+            except ConnectionError as e:
+                print(f"tune_runner: --address {self.args.address}: {' '.join(str(e).split())[:300]}; start one "
+                      "with `ray start --head`, or leave --address out to run here", file=sys.stderr)
+                return None
+        else:
+            os.environ.update(env)
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local instance: no login token
+            dashboard = not self.args.no_dashboard and _dashboard_installed()
+            context = ray.init(dashboard_host="127.0.0.1", include_dashboard=dashboard)
+            if context.dashboard_url:
+                print(f"Ray dashboard:    http://{context.dashboard_url}")
+        cluster = ray.cluster_resources()  # what Ray detected (cgroup limits included), or the whole cluster
+        resources = self.resources(cluster.get("CPU", 0.0), cluster.get("GPU", 0.0))
+        print(("joined the Ray cluster at " + self.args.address if self.args.address else "Ray started") + ": "
+              + resources.describe())
+        problem = resources.problem()
+        if problem:
+            print(f"tune_runner: {problem}", file=sys.stderr)
+            ray.shutdown()
+            return None
+        return resources
+
+    def search(self, resources) -> int:
+        from dvae.search import build_tuner, restore_tuner, study_storage, summary, unfinished_trials
+
+        print(f"TensorBoard:      tensorboard --logdir {self.experiment_dir}")
+        print(f"Optuna dashboard: optuna-dashboard {study_storage(self.experiment_dir)}")
+        if self.restore:
+            tuner = restore_tuner(self.space, self.experiment_dir, resources)
+        else:
+            tuner = build_tuner(self.space, self.experiment_dir, resources)
+        results = tuner.fit()
+        unfinished = unfinished_trials(self.experiment_dir)
+        print()
+        print(summary(results, self.space, unfinished))
+        print()
+        print(f"results:          {self.experiment_dir}")
+        print(f"report:           python -m analysis.report {self.experiment_dir}")
+        if unfinished:  # Ctrl-C: Tune saved its state and stopped the trials
+            print(f"interrupted; go on with: python tune_runner.py --resume --name {self.experiment_dir.name} "
+                  f"--storage {self.experiment_dir.parent}")
+            return 130
+        return 0 if results.num_errors == 0 else 1
+
+
+def space_copy_name(space: str) -> str:
+    """The file in the experiment folder that keeps the space (a shipped name or a .yaml path)."""
+    return Path(space).stem + ".yaml"
+
+
+def _settings(values: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in values.items())
+
+
+def _wrap(label: str, text: str) -> str:
+    return textwrap.fill(text, width=110, initial_indent=f"{label:<12}", subsequent_indent=" " * 12,
+                         break_on_hyphens=False)
+
+
+def _check_writable(folder: Path) -> None:
+    """The folder, or its nearest existing parent, must be a writable directory."""
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--storage {folder} is not writable"
+                         + (f" ({existing} is not a writable folder)" if existing != folder else ""))
+
+
+def _existing(storage: Path) -> str:
+    names = sorted(p.parent.name for p in storage.glob(f"*/{SETTINGS_FILE}"))
+    return f"; experiments in {storage}: {', '.join(names)}" if names else f"; {storage} holds no experiments"
+
+
+def _local_gpus() -> int:
+    import torch
+    return torch.cuda.device_count()
+
+
+def _dashboard_installed() -> bool:
+    """The dashboard needs ray[default] (this project's `dashboard` extra)."""
+    try:
+        import ray.dashboard.optional_deps  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())
