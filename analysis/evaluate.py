@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import math
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -33,7 +34,8 @@ from typing import Callable, Optional
 
 import pandas as pd
 
-from dvae import metrics
+from dvae import logs, metrics
+from dvae.cpu import tune_process
 from dvae.evaluation import METRIC_LABELS
 
 from . import review
@@ -41,13 +43,14 @@ from .leaderboard import TABLE_CSS, html_table, markdown_table, top_per_model
 from .results import (CONFIG, DERIVED_ROWS, GENERATION_MODE_MODELS, at_least_one, file_to_write, load_trials,
                       model_label, ordered_models, ranking_parser, searched_parameters)
 
+_log = logging.getLogger(__name__)
 # The table's metrics, in the review's order; RMSE is in evaluations.csv only.
 TABLE_METRICS = ("si_sdr", "pesq", "pesq_wb", "estoi", "mpjpe")
 
 
 def evaluate_top(trials: pd.DataFrame, k: int = 1, sort: str = "val_loss", ascending: bool = True,
                  split: str = "test", max_utterances: Optional[int] = None, refresh: bool = False,
-                 log: Callable[[str], None] = print, jobs: int = 1) -> pd.DataFrame:
+                 log: Callable[[str], None] | None = None, jobs: int = 1) -> pd.DataFrame:
     """Scores the best checkpoint of every trial of each model's k best configurations,
     `jobs` checkpoints at a time (each in a process of its own when more than one).
 
@@ -58,6 +61,7 @@ def evaluate_top(trials: pd.DataFrame, k: int = 1, sort: str = "val_loss", ascen
     <metric>_floored and <metric>_unscored. A derived row (SRNN-TF-GM: `DERIVED_ROWS`)
     scores its source model's checkpoints in generation mode.
     """
+    log = log or _log.info
     ranked = top_per_model(trials, k, sort, ascending)
     by_dir = trials.set_index("trial_dir")
     derived = {row: source for row, source in DERIVED_ROWS.items() if row not in set(trials["model"])}
@@ -96,6 +100,7 @@ def evaluate_top(trials: pd.DataFrame, k: int = 1, sort: str = "val_loss", ascen
 
 def _score(args) -> dict:
     checkpoint, split, generation_mode, max_utterances, refresh, one_thread = args
+    tune_process()  # before the first matrix product (does nothing the second time)
     if one_thread:  # one process per core
         import torch
         torch.set_num_threads(1)
@@ -238,6 +243,7 @@ def main(argv=None) -> int:
     parser.add_argument("--review-json", type=file_to_write,
                         help="also write the benchmark beside the review's figures to this file")
     args = parser.parse_args(argv)
+    logs.configure(args.log_level)
     try:
         trials = load_trials(*args.experiments)
         if args.finished:

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dvae import logs
+
 from .results import CONFIG, DEFAULT_SORT, load_trials, model_label, ordered_models, ranking_parser, searched_parameters
 
 SUMMARY = ("best_epoch", "epochs_run", "status", "wall_time_s")  # shown beside the ranked figure
@@ -196,6 +198,7 @@ def main(argv=None) -> int:
                             epilog="Writes leaderboard_best.csv, leaderboard_top.csv, leaderboard.md and "
                                    "leaderboard.html into --out.")
     args = parser.parse_args(argv)
+    logs.configure(args.log_level)
     try:
         trials = load_trials(*args.experiments)
         paths = write(trials, args.out or args.experiments[0], args.k, args.sort, not args.descending)

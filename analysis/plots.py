@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from dvae import logs
+
 from .leaderboard import top_per_model
 from .results import CONFIG, load, model_label, ordered_models, ranking_parser, searched_parameters, study_path
 
@@ -258,6 +260,7 @@ def main(argv=None) -> int:
                             k_help="configurations per model in the learning curves",
                             out_help="output folder (default: <first experiment>/plots)")
     args = parser.parse_args(argv)
+    logs.configure(args.log_level)
     try:
         trials, curves = load(*args.experiments)
         figures = all_figures(args.experiments, trials, curves, args.k, args.sort, not args.descending)

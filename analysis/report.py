@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import html
+import logging
 import sys
 import tempfile
 import time
@@ -30,6 +31,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from dvae import logs
 from dvae.config import bounded
 
 from . import evaluate as evaluation_table
@@ -53,8 +55,9 @@ class Media:
 def build_report(experiments: Sequence[str | Path], out: Optional[str | Path] = None, k: int = 3,
                  sort: str = "val_loss", ascending: bool = True, evaluate: bool = False, split: str = "test",
                  max_utterances: Optional[int] = None, seconds: float = 3.0, prime_seconds: float = 1.0,
-                 log: Callable[[str], None] = print) -> Path:
+                 log: Callable[[str], None] | None = None) -> Path:
     """Writes the report of `experiments` to `out` (default <first experiment>/report.html)."""
+    log = log or logging.getLogger(__name__).info
     experiments = [Path(e) for e in experiments]
     out = Path(out) if out is not None else experiments[0] / "report.html"
     trials, curves = load(*experiments)
@@ -257,6 +260,9 @@ figure.plot { margin: 1em 0 2em; }
 
 
 def main(argv=None) -> int:
+    from dvae.cpu import tune_process
+
+    tune_process()  # the report scores and generates: MKL's fast kernels, before the first product
     parser = ranking_parser("python -m analysis.report", __doc__.split("\n\n")[0], k=3,
                             k_help="configurations per model in the top tables and curves",
                             out_help="the HTML file (default: <first experiment>/report.html)", out_is_file=True)
@@ -271,6 +277,7 @@ def main(argv=None) -> int:
     parser.add_argument("--prime-seconds", type=bounded(float, 0), default=1.0,
                         help="real signal before a primed generation (default 1; 0 for none)")
     args = parser.parse_args(argv)
+    logs.configure(args.log_level)
     try:
         out = build_report(args.experiments, args.out, args.k, args.sort, not args.descending, args.evaluate,
                            args.split, args.max_utterances, args.seconds, args.prime_seconds)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import re
 import sys
@@ -39,6 +40,7 @@ from typing import Iterable
 
 import pandas as pd
 
+from dvae import logs
 from dvae.config import ModelConfig, TrainConfig
 
 # The DVAE review's order of models (Girin et al. 2021, Tables 2 and 3), and its labels.
@@ -81,7 +83,7 @@ def load(*experiments: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             try:
                 row, epochs = read_trial(trial_dir, experiment.name)
             except ValueError as e:  # one damaged trial should not hide all the others
-                print(f"skipped {trial_dir / 'params.json'}: {e}", file=sys.stderr)
+                logging.getLogger(__name__).warning("skipped %s: %s", trial_dir / "params.json", e)
                 continue
             trials.append(row)
             curves.extend(epochs)
@@ -272,6 +274,7 @@ def ranking_parser(prog: str, description: str, k: int, k_help: str, out_help: s
                              "final_<figure> ranks by the last epoch's")
     parser.add_argument("--descending", action="store_true", help="higher is better for --sort")
     parser.add_argument("--out", type=file_to_write if out_is_file else folder_to_write, help=out_help)
+    logs.add_arguments(parser)
     return parser
 
 
@@ -338,7 +341,9 @@ def main(argv=None) -> int:
     add_experiments(parser)
     parser.add_argument("--trials", type=file_to_write, help="write the trials to this CSV file")
     parser.add_argument("--curves", type=file_to_write, help="write the learning curves to this CSV file")
+    logs.add_arguments(parser)
     args = parser.parse_args(argv)
+    logs.configure(args.log_level)
     try:
         trials, curves = load(*args.experiments)
     except FileNotFoundError as e:

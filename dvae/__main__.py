@@ -20,9 +20,10 @@ import time
 import tokenize
 from pathlib import Path
 
-from . import config
+from . import config, logs
 from .checkpoint import CheckpointError
 from .config import Config, ConfigError, all_fields, allowed_values, bounded
+from .cpu import tune_process
 from .data import DataError
 from .data.corpora import SPLITS
 from .evaluation import check_data_root, evaluate_checkpoint, format_table
@@ -106,8 +107,10 @@ def build_parser() -> Parser:
         "generate": ("sample from a checkpoint", "Generate speech (wav + spectrogram PNG) or motion "
                      "(npy + trajectory PNG) from a checkpoint.", add_generate_options),
     }.items():
-        add_options(commands.add_parser(name, help=summary, description=description,
-                                        formatter_class=argparse.ArgumentDefaultsHelpFormatter))
+        command = commands.add_parser(name, help=summary, description=description,
+                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        add_options(command)
+        logs.add_arguments(command)
     return parser
 
 
@@ -246,6 +249,8 @@ COMMANDS = {"train": run_train, "evaluate": run_evaluate, "generate": run_genera
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    logs.configure(args.log_level)
+    tune_process()  # before the first matrix product (dvae.cpu: the switches to leave it out)
     try:
         return COMMANDS[args.command](args) or 0
     except ERRORS as error:

@@ -1,18 +1,39 @@
-"""Process-wide settings that make training steps faster on a CPU; the trainer applies both.
+"""Process-wide settings that make training steps faster on a CPU.
 
 Neither changes what is computed, only how fast: freed memory is reused instead of mapped
-afresh, and MKL's matrix products run on the kernels that the CPU's features allow.
+afresh, and MKL's matrix products run on the kernels that the CPU's features allow. Both
+change the whole process, so the library never applies them by itself: the command-line
+fronts (`dvae`, `dvae-tune`, the analysis commands that score) and the Ray trials call
+`tune_process` first thing. Each has its switch: DVAE_UNLOCK_MKL=0 and
+DVAE_KEEP_FREED_MEMORY=0 leave it out (as do MKL_ENABLE_INSTRUCTIONS and glibc's MALLOC_
+variables, the libraries' own switches). A notebook calling `train()` gets neither unless
+it calls `tune_process()` itself.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import mmap
 import os
 import platform
 from pathlib import Path
 
 import torch
+
+log = logging.getLogger(__name__)
+SWITCHES = ("DVAE_UNLOCK_MKL", "DVAE_KEEP_FREED_MEMORY")
+
+
+def tune_process() -> dict[str, bool]:
+    """Applies the settings of this module whose switch is not 0 (see the module's docstring),
+    before the process's first matrix product; returns, per switch, whether it changed anything."""
+    settings = {"DVAE_UNLOCK_MKL": unlock_mkl_on_amd, "DVAE_KEEP_FREED_MEMORY": keep_freed_memory}
+    return {switch: os.environ.get(switch, "1") != "0" and apply() for switch, apply in settings.items()}
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 
 def keep_freed_memory() -> bool:
@@ -28,7 +49,7 @@ def keep_freed_memory() -> bool:
     """
     if "MALLOC_MMAP_MAX_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
         return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc = _libc()
     if not hasattr(libc, "mallopt") or not hasattr(libc, "gnu_get_libc_version"):
         return False
     M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # from <malloc.h>
@@ -83,14 +104,25 @@ def unlock_mkl_on_amd() -> bool:
         return False
     if check() == 1:
         return True
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    return rewrite_to_return_one(check)
+
+
+def rewrite_to_return_one(function) -> bool:
+    """Rewrites a C function of this process, in memory, to `return 1;`; True when it then does.
+    Its page is made writable and restored to read+execute; a refused change is logged and,
+    before anything is written, leaves the function as it was."""
+    libc = _libc()
     libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    address = ctypes.cast(check, ctypes.c_void_p).value
+    address = ctypes.cast(function, ctypes.c_void_p).value
     page = address & ~(mmap.PAGESIZE - 1)
     span = 2 * mmap.PAGESIZE  # the 6 bytes may cross into the next page
     read_exec, read_write_exec = mmap.PROT_READ | mmap.PROT_EXEC, mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC
     if libc.mprotect(page, span, read_write_exec) != 0:
+        log.info("%s left as it is: mprotect refused to make its code writable (%s)", function.__name__,
+                 os.strerror(ctypes.get_errno()))
         return False
     ctypes.memmove(address, b"\xb8\x01\x00\x00\x00\xc3", 6)  # mov eax, 1; ret
-    libc.mprotect(page, span, read_exec)
-    return check() == 1
+    if libc.mprotect(page, span, read_exec) != 0:  # works on, but the page stays writable
+        log.warning("%s was rewritten, but restoring its page to read+execute failed (%s)", function.__name__,
+                    os.strerror(ctypes.get_errno()))
+    return function() == 1

@@ -28,7 +28,6 @@ from tqdm import tqdm
 from . import metrics
 from .checkpoint import load_model
 from .config import MOTION_CORPORA, Config, ConfigError, DataConfig
-from .cpu import unlock_mkl_on_amd
 from .data import DataError, prepare_corpus
 from .data.audio import SAMPLE_RATE
 from .data.corpora import SPLITS
@@ -164,7 +163,6 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", data: Optional[di
     when the corpus is not the checkpoint's, so its own result is not overwritten), and with
     `write_wavs` the reconstructions into a folder of the same name beside it.
     """
-    unlock_mkl_on_amd()  # MKL's fast kernels on AMD CPUs, as in training: before the first matrix product
     path = Path(path)
     check_split(split)
     model, trained = load_model(path)

@@ -10,6 +10,7 @@ trajectories.
 """
 from __future__ import annotations
 
+import logging
 import itertools
 from pathlib import Path
 from typing import Callable, Optional
@@ -20,18 +21,18 @@ from matplotlib.figure import Figure  # no pyplot: figures render with Agg, no d
 
 from .checkpoint import load_model
 from .config import MOTION_CORPORA, Config, ConfigError
-from .cpu import unlock_mkl_on_amd
 from .data import FeatureExtractor, prepare_corpus
 from .data.audio import SAMPLE_RATE
 from .data.motion import FRAME_RATE as MOTION_FRAME_RATE
 from .evaluation import check_split, file_stem, with_data, write_wav
 
+_log = logging.getLogger(__name__)
 PLOTTED_JOINTS = 4  # the joints that move most are drawn; more lines would be unreadable
 
 
 def generate_from_checkpoint(path: str | Path, out_dir: Optional[str | Path] = None, seconds: float = 3.0,
                              n: int = 2, prime_seconds: float = 0.0, seed: int = 0, split: str = "test",
-                             data: Optional[dict] = None, log: Callable[[str], None] = print) -> list[Path]:
+                             data: Optional[dict] = None, log: Callable[[str], None] | None = None) -> list[Path]:
     """Generates `n` sequences of `seconds` each from a checkpoint; returns the files written.
 
     `prime_seconds` 0 is a cold start; above 0 each sequence continues one utterance of
@@ -41,9 +42,9 @@ def generate_from_checkpoint(path: str | Path, out_dir: Optional[str | Path] = N
     Fewer than `n` primed sequences come out, with a note to `log`, when fewer utterances are
     long enough.
     """
+    log = log or _log.info
     if seconds <= 0 or n < 1 or prime_seconds < 0:
         raise ConfigError(f"need seconds > 0, n >= 1 and prime >= 0 (got {seconds}, {n}, {prime_seconds})")
-    unlock_mkl_on_amd()  # as in training, before the first matrix product
     check_split(split)
     model, cfg = load_model(path)
     cfg = with_data(cfg, data)

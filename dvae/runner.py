@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import math
 import os
 import shutil
@@ -31,8 +32,10 @@ import textwrap
 import time
 from pathlib import Path
 
+from dvae import logs
 from dvae.spaces import BUDGETS, Space, SpaceError, descriptions, load_space
 
+_log = logging.getLogger("dvae.runner")
 SETTINGS_FILE = "search.json"  # what --resume needs to rebuild the same search
 
 
@@ -65,6 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cuda-graph", action="store_const", const=True, default=None,
                    help="record each trial's training step as one CUDA graph (train.cuda_graph; needs GPUs per trial)")
     p.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
+    logs.add_arguments(p)
     args = p.parse_args(argv)
     if args.settings:
         fields = [field for field, _ in args.settings]
@@ -94,6 +98,8 @@ def _setting(text: str) -> tuple[str, str]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    # the trials log at the same level (the environment reaches them, here and through --address)
+    os.environ[logs.LEVEL_ENV] = logs.configure(args.log_level)
     if args.list:
         for name, description in descriptions().items():
             print(f"{name:<18} {description}")
@@ -277,7 +283,7 @@ class Plan:
         import ray
 
         # a trial given no GPU must see none, not inherit this process's CUDA_VISIBLE_DEVICES
-        env = {"RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1"}
+        env = {"RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1", logs.LEVEL_ENV: os.environ[logs.LEVEL_ENV]}
         # Keeping one checkpoint makes Tune snapshot the experiment after every trial checkpoint
         # (what lets --resume pick up close to where it stopped); its warning about that is moot.
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -294,11 +300,11 @@ class Plan:
             dashboard = not self.args.no_dashboard and _dashboard_installed()
             context = ray.init(dashboard_host="127.0.0.1", include_dashboard=dashboard)
             if context.dashboard_url:
-                print(f"Ray dashboard:    http://{context.dashboard_url}")
+                _log.info(f"Ray dashboard:    http://{context.dashboard_url}")
         cluster = ray.cluster_resources()  # what Ray detected (cgroup limits included), or the whole cluster
         resources = self.resources(cluster.get("CPU", 0.0), cluster.get("GPU", 0.0))
-        print(("joined the Ray cluster at " + self.args.address if self.args.address else "Ray started") + ": "
-              + resources.describe())
+        _log.info(("joined the Ray cluster at " + self.args.address if self.args.address else "Ray started") + ": "
+                  + resources.describe())
         problem = resources.problem()
         if problem:
             print(f"tune_runner: {problem}", file=sys.stderr)
@@ -309,8 +315,8 @@ class Plan:
     def search(self, resources) -> int:
         from dvae.search import build_tuner, restore_tuner, study_storage, summary, unfinished_trials
 
-        print(f"TensorBoard:      tensorboard --logdir {self.experiment_dir}")
-        print(f"Optuna dashboard: optuna-dashboard {study_storage(self.experiment_dir)}")
+        _log.info(f"TensorBoard:      tensorboard --logdir {self.experiment_dir}")
+        _log.info(f"Optuna dashboard: optuna-dashboard {study_storage(self.experiment_dir)}")
         if self.restore:
             tuner = restore_tuner(self.space, self.experiment_dir, resources)
         else:

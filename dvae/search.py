@@ -41,7 +41,9 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
+from . import logs
 from .config import Config
+from .cpu import tune_process
 from .spaces import Param, Space
 from .training import train
 
@@ -145,6 +147,8 @@ def trainable(config: dict) -> None:
     Restarted trials (after a failure, or on --resume) continue from the last
     checkpoint Tune recorded, whose last.pt holds everything to go on.
     """
+    logs.configure()  # at the runner's level (DVAE_LOG_LEVEL)
+    tune_process()  # a trial's process is ours: MKL's fast kernels and glibc's heap (dvae.cpu)
     context = tune.get_context()
     resources = context.get_trial_resources().required_resources
     cfg = Config.from_dict({k: v for k, v in config.items() if k not in BOOKKEEPING}).replace(

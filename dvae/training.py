@@ -12,6 +12,7 @@ and each epoch's batch order derives from (seed, epoch) alone.
 """
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -23,12 +24,12 @@ import torch
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import Config, ConfigError
-from .cpu import keep_freed_memory, unlock_mkl_on_amd
 from .cuda_graph import CudaGraphStep, make_capturable
 from .models import DVAE, build_model
 from .schedules import feedback_prob, kl_weight, lr_schedule
 
 OnEpoch = Callable[[dict, Path], None]
+_log = logging.getLogger(__name__)
 
 
 def pick_device(name: str) -> torch.device:
@@ -147,7 +148,7 @@ def seed_everything(seed: int) -> None:
 
 
 def train(cfg: Config, run_dir: str | Path, *, corpus=None, on_epoch: OnEpoch | None = None,
-          resume_from: str | Path | None = None, log: Callable[[str], None] = print) -> dict:
+          resume_from: str | Path | None = None, log: Callable[[str], None] | None = None) -> dict:
     """Trains `cfg` into `run_dir` (checkpoint/, tb/) and returns a summary.
 
     `corpus` is a prepared corpus (prepared from cfg.data when None); `resume_from` a
@@ -158,8 +159,7 @@ def train(cfg: Config, run_dir: str | Path, *, corpus=None, on_epoch: OnEpoch | 
 
     from .data import prepare_corpus
 
-    keep_freed_memory()
-    unlock_mkl_on_amd()  # before the first matrix product, which preparing a corpus may be
+    log = log or _log.info
     device = pick_device(cfg.train.device)
     if cfg.train.cuda_graph and device.type != "cuda":
         raise ConfigError(f"train.cuda_graph: needs a CUDA device, and this run's device is {device}")
@@ -285,10 +285,8 @@ def write_scalars(writer, m: dict) -> None:
 @torch.no_grad()
 def write_media(writer, model: DVAE, corpus, epoch: int, device, seconds: float = 3.0) -> None:
     """The first validation utterance and its reconstruction: an image, and audio for speech."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure  # no pyplot: the process's backend stays as the caller set it
 
     utterance = corpus.utterances("valid")[0]
     frames = int(seconds * corpus.frame_rate)
@@ -296,13 +294,14 @@ def write_media(writer, model: DVAE, corpus, epoch: int, device, seconds: float 
     model.eval()
     recon = model.likelihood.mean(model(x[None].to(device)).x_out)[0].cpu()
     power = model.cfg.likelihood == "itakura_saito"
-    fig, axes = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
+    fig = Figure(figsize=(8, 5))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, 1, sharex=True)
     for ax, data, title in zip(axes, (x, recon), ("data", "reconstruction")):
         ax.imshow((torch.log10(data + 1e-8) if power else data).T.numpy(), origin="lower", aspect="auto", cmap="magma")
         ax.set_title(f"{utterance.name}: {title}")
     fig.canvas.draw()
     image = np.asarray(fig.canvas.buffer_rgba())[..., :3]
-    plt.close(fig)
     writer.add_image("reconstruction", image, epoch, dataformats="HWC")
     if corpus.kind == "speech":
         wave = torch.tensor(utterance.waveform, dtype=torch.float32)

@@ -349,12 +349,12 @@ def test_an_experiment_given_twice_counts_once(fake, tmp_path, monkeypatch):
     assert best.loc["vrnn", "seeds"] == 1 and best.loc["srnn_gm", "seeds"] == 2
 
 
-def test_a_corrupt_params_json_skips_that_trial(fake, tmp_path, capsys):
+def test_a_corrupt_params_json_skips_that_trial(fake, tmp_path, caplog):
     (fake / "vrnn_aaaa0002" / "params.json").write_text('{"corpus": "aster')
     (fake / "vae_aaaa0006" / "params.json").write_text("[1, 2]")
     trials = results.load_trials(fake)
     assert len(trials) == 7 and {"aaaa0002", "aaaa0006"}.isdisjoint(trials["trial_id"])
-    notes = capsys.readouterr().err.splitlines()
+    notes = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]  # a warning each
     assert len(notes) == 2 and all(note.startswith("skipped ") for note in notes)
     assert str(fake / "vrnn_aaaa0002" / "params.json") in notes[1]
     assert leaderboard.main([str(fake), "--out", str(tmp_path / "lb")]) == 0

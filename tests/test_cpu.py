@@ -4,6 +4,7 @@ Each test runs in a fresh interpreter: both settings act on the whole process, a
 chooses its kernels once, at its first matrix product.
 """
 import os
+import platform
 import subprocess
 import sys
 
@@ -78,3 +79,59 @@ def test_other_vendors_are_left_alone(monkeypatch):
     monkeypatch.setattr(cpu, "cpu_vendor", lambda: "GenuineIntel")
     monkeypatch.delenv("MKL_ENABLE_INSTRUCTIONS", raising=False)
     assert not cpu.unlock_mkl_on_amd()
+
+
+REFUSED_MPROTECT = """
+import ctypes, logging, sys
+import torch
+from dvae import cpu
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(levelname)s %(message)s")
+real = cpu._libc
+
+class Refusing:
+    # the C library, with mprotect refusing: always ({0!r}) or only when restoring the page ({1!r})
+    def __init__(self):
+        self.libc, self.calls = real(), 0
+        self.libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        self.mprotect = self
+        self.argtypes = None
+    def __call__(self, *args):
+        self.calls += 1
+        if {0!r} or (self.calls == 2 and {1!r}):
+            ctypes.set_errno(13)
+            return -1
+        return self.libc.mprotect(*args)
+
+cpu._libc = Refusing
+check = cpu.mkl_vendor_check()
+rewritten = cpu.rewrite_to_return_one(check)  # MKL's vendor check: what unlock_mkl_on_amd rewrites on AMD
+a, b = torch.randn(256, 128, dtype=torch.float64), torch.randn(128, 64, dtype=torch.float64)
+print("RESULT", rewritten, (a.float() @ b.float() - a @ b).abs().max().item())
+"""
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.machine() != "x86_64" or mkl_vendor_check() is None,
+                    reason="rewrites MKL's code in memory: Linux on x86-64 with PyTorch's MKL")
+@pytest.mark.parametrize("always, restoring", [(True, False), (False, True)], ids=["refused", "restore-refused"])
+def test_a_refused_permission_change_leaves_the_process_working(always, restoring):
+    out = run_python(REFUSED_MPROTECT.format(always, restoring))
+    rewritten, error = out.split("RESULT ")[1].split()
+    assert float(error) < 1e-3  # products still right, on whichever kernels MKL took
+    if always:  # nothing written, and why at INFO
+        assert rewritten == "False" and "mprotect refused" in out and "Permission denied" in out
+    else:  # written, and the failed restore is a warning, not a crash
+        assert rewritten == "True" and "WARNING" in out and "restoring its page" in out
+
+
+def test_each_process_setting_has_its_switch(monkeypatch):
+    from dvae import cpu
+
+    calls = []
+    monkeypatch.setattr(cpu, "unlock_mkl_on_amd", lambda: calls.append("mkl") or True)
+    monkeypatch.setattr(cpu, "keep_freed_memory", lambda: calls.append("malloc") or True)
+    assert cpu.tune_process() == {"DVAE_UNLOCK_MKL": True, "DVAE_KEEP_FREED_MEMORY": True}
+    monkeypatch.setenv("DVAE_UNLOCK_MKL", "0")
+    assert cpu.tune_process() == {"DVAE_UNLOCK_MKL": False, "DVAE_KEEP_FREED_MEMORY": True}
+    monkeypatch.setenv("DVAE_KEEP_FREED_MEMORY", "0")
+    assert cpu.tune_process() == {"DVAE_UNLOCK_MKL": False, "DVAE_KEEP_FREED_MEMORY": False}
+    assert calls == ["mkl", "malloc", "malloc"]

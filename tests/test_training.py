@@ -222,16 +222,27 @@ def test_matmul_precision_holds_while_training_and_is_restored(corpus, tmp_path,
     assert all(math.isfinite(v) for v in history)
 
 
-def test_the_trainer_applies_the_cpu_settings_before_anything_else(corpus, tmp_path, monkeypatch):
+def test_train_leaves_the_process_settings_to_its_caller(corpus, tmp_path, monkeypatch):
+    """MKL's rewrite and glibc's settings change the whole process: a notebook calling train()
+    keeps its own; the fronts apply them (dvae.cpu.tune_process) before any work."""
+    from dvae import cpu
+
     calls = []
-    monkeypatch.setattr(training, "keep_freed_memory", lambda: calls.append("malloc"))
-    monkeypatch.setattr(training, "unlock_mkl_on_amd", lambda: calls.append("mkl"))
+    monkeypatch.setattr(cpu, "keep_freed_memory", lambda: calls.append("malloc"))
+    monkeypatch.setattr(cpu, "unlock_mkl_on_amd", lambda: calls.append("mkl"))
+    import matplotlib
+    backend = matplotlib.get_backend()
+    training.train(tiny(epochs=1, media_every=1), tmp_path, corpus=corpus, log=lambda s: None)
+    assert calls == [] and matplotlib.get_backend() == backend
+
+    import dvae.__main__ as cli
     import dvae.data
     prepare = dvae.data.prepare_corpus
     monkeypatch.setattr(dvae.data, "prepare_corpus", lambda *a, **k: calls.append("data") or prepare(*a, **k))
-    cfg = tiny(epochs=1, cache_dir=str(corpus.path.parent))  # the fixture's cache: nothing is built again
-    training.train(cfg, tmp_path, log=lambda s: None)  # prepares its corpus, where MKL may already run
-    assert calls == ["malloc", "mkl", "data"]
+    small = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+    assert cli.main(["train", *small, "--epochs", "1", "--media-every", "0", "--cache-dir", str(corpus.path.parent),
+                     "--run-dir", str(tmp_path / "cli")]) == 0
+    assert calls[:3] == ["mkl", "malloc", "data"]  # the command line: first thing, before any product
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
@@ -258,3 +269,26 @@ def test_a_capturable_optimiser_reads_its_learning_rate_from_a_tensor_the_schedu
     make_capturable(optimizer, False, torch.device("cpu"))
     assert group["lr"] == pytest.approx(0.005) and not torch.is_tensor(group["lr"]) and not group["capturable"]
     assert optimizer.state[weight]["step"].device.type == "cpu"
+
+
+def test_the_library_logs_and_the_command_line_sets_the_level(corpus, tmp_path, capsys, caplog):
+    import logging
+
+    import dvae.__main__ as cli
+
+    with caplog.at_level(logging.INFO, logger="dvae"):
+        training.train(tiny(epochs=1), tmp_path / "lib", corpus=corpus)
+    assert any(r.name == "dvae.training" and "epoch   1/1" in r.getMessage() for r in caplog.records)
+    capsys.readouterr()
+
+    small = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+    common = ["train", *small, "--epochs", "1", "--cache-dir", str(corpus.path.parent)]
+    assert cli.main([*common, "--run-dir", str(tmp_path / "default")]) == 0
+    assert "epoch   1/1" in capsys.readouterr().out
+    assert cli.main([*common, "--run-dir", str(tmp_path / "quiet"), "--quiet"]) == 0
+    assert "epoch   1/1" not in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main([*common, "--run-dir", str(tmp_path / "both"), "--quiet", "--verbose"])
+    from dvae import logs
+
+    assert logs.configure() == "INFO"
