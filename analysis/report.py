@@ -166,7 +166,7 @@ def model_media(checkpoint: Path, generation_mode: bool, split: str, seconds: fl
 
 def clean_example(utterance, corpus, corpus_name: str, work: Path) -> tuple[str, bytes, Optional[bytes]]:
     """(caption, image, audio) of the real utterance."""
-    from dvae.evaluation import write_wav
+    from dvae.data.audio import write_wav
     from dvae.generation import plot_spectrogram
 
     caption = f"{utterance.name}, {len(utterance.features) / corpus.frame_rate:.2f} s"
@@ -185,7 +185,8 @@ def reconstruction_example(model, corpus, utterance, generation_mode: bool, corp
     import torch
 
     from dvae import metrics
-    from dvae.evaluation import reconstruct, resynthesise, write_wav
+    from dvae.data.audio import write_wav
+    from dvae.evaluation import reconstruct, resynthesise
     from dvae.generation import plot_spectrogram
 
     x = torch.from_numpy(np.array(utterance.features, dtype=np.float32))

@@ -41,6 +41,8 @@ from typing import Iterable
 import pandas as pd
 
 from dvae import logs
+from dvae.experiment import BOOKKEEPING as SEARCH_BOOKKEEPING
+from dvae.experiment import best_checkpoint, read_params, read_results, study_path, trial_dirs
 from dvae.config import ModelConfig, TrainConfig
 
 # The DVAE review's order of models (Girin et al. 2021, Tables 2 and 3), and its labels.
@@ -57,10 +59,9 @@ GENERATION_MODE_MODELS = ("srnn_tf_gm", "srnn_gm")
 DERIVED_ROWS = {"srnn_tf_gm": "srnn"}
 STATUSES = ("completed", "early_stopped", "stopped_by_asha", "diverged", "errored", "unfinished")
 CONFIG = "config/"
-OPTUNA_DB = "optuna.db"
-# Config keys that are neither settings nor the model: Optuna's trial number and the
-# experiment folder the search passes to each trial. (`variant` becomes the model column.)
-BOOKKEEPING = ("variant", "name", "optuna_trial", "experiment_dir")
+# Config keys that are neither settings nor the model: the search's bookkeeping (`variant`
+# becomes the model column) and the model's name (the model column too).
+BOOKKEEPING = (*SEARCH_BOOKKEEPING, "name")
 # What Ray adds to every reported result, besides time_total_s which is kept.
 RAY_KEYS = frozenset({
     "timestamp", "checkpoint_dir_name", "should_checkpoint", "done", "training_iteration", "trial_id", "date",
@@ -102,19 +103,6 @@ def load_curves(*experiments: str | Path) -> pd.DataFrame:
     return load(*experiments)[1]
 
 
-def trial_dirs(experiment: Path) -> list[Path]:
-    """The trial folders of an experiment (those with a params.json), by name."""
-    if not experiment.is_dir():
-        raise FileNotFoundError(f"no experiment folder at {experiment}")
-    found = sorted(p.parent for p in experiment.glob("*/params.json"))
-    if not found:
-        inside = sorted(p.parent.parent.name for p in experiment.glob("*/*/params.json"))
-        hint = (f"; it holds experiments: {', '.join(sorted(set(inside)))}" if inside
-                else "; an experiment folder is <storage>/<name>/ with one folder per trial")
-        raise FileNotFoundError(f"no trial folders (with params.json) in {experiment}{hint}")
-    return found
-
-
 def read_trial(trial_dir: Path, experiment: str) -> tuple[dict, list[dict]]:
     """One trial's row of the trials frame and its rows of the curves frame."""
     params = read_params(trial_dir)
@@ -147,37 +135,6 @@ def read_trial(trial_dir: Path, experiment: str) -> tuple[dict, list[dict]]:
     return row, curves
 
 
-def read_params(trial_dir: Path) -> dict:
-    """The trial's config from params.json; ValueError if that is not a JSON object (cut
-    short by a trial being created, or damaged)."""
-    try:
-        params = json.loads((trial_dir / "params.json").read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"not valid JSON ({e})") from e
-    if not isinstance(params, dict):
-        raise ValueError(f"a JSON {type(params).__name__} where a config (an object) is expected")
-    return params
-
-
-def read_results(trial_dir: Path) -> list[dict]:
-    """The reported results in order, one per epoch. A line cut short by a trial still
-    writing is skipped; an epoch reported twice (a trial restarted from a checkpoint
-    repeats the epochs after it) keeps its latest report."""
-    path = trial_dir / "result.json"
-    if not path.is_file():
-        return []
-    by_epoch = {}
-    for line in path.read_text().splitlines():
-        try:
-            result = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        epoch = result.get("epoch", result.get("training_iteration"))
-        if epoch is not None:
-            by_epoch[epoch] = result
-    return [by_epoch[epoch] for epoch in sorted(by_epoch)]
-
-
 def epoch_row(result: dict) -> dict:
     """The figures of one reported result: its scalars, without Ray's bookkeeping."""
     row = {"epoch": result.get("epoch", result.get("training_iteration"))}
@@ -208,21 +165,6 @@ def error_summary(trial_dir: Path) -> str | None:
         return None
     lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
     return lines[-1][:300] if lines else "error (empty error.txt)"
-
-
-def best_checkpoint(trial_dir: Path) -> Path | None:
-    """The trainer's checkpoint/best.pt, else the one in Ray's newest checkpoint copy."""
-    own = trial_dir / "checkpoint" / "best.pt"
-    if own.is_file():
-        return own.absolute()
-    copies = sorted(trial_dir.glob("checkpoint_*/best.pt"))
-    return copies[-1].absolute() if copies else None
-
-
-def study_path(experiment: str | Path) -> Path | None:
-    """The experiment's Optuna study (SQLite), if it has one."""
-    path = Path(experiment) / OPTUNA_DB
-    return path if path.is_file() else None
 
 
 def searched_parameters(trials: pd.DataFrame) -> list[str]:

@@ -26,7 +26,8 @@ from .config import Config, ConfigError, all_fields, allowed_values, bounded
 from .cpu import tune_process
 from .data import DataError
 from .data.corpora import SPLITS
-from .evaluation import check_data_root, evaluate_checkpoint, format_table
+from .data import check_data_root
+from .evaluation import evaluate_checkpoint, format_table
 from .generation import generate_from_checkpoint
 from .training import readable_checkpoint, train
 

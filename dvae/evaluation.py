@@ -15,25 +15,23 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import soundfile as sf
 import torch
 from tqdm import tqdm
 
 from . import metrics
 from .checkpoint import load_model
 from .config import MOTION_CORPORA, Config, ConfigError, DataConfig
-from .data import DataError, prepare_corpus
+from .data import check_data_root, prepare_corpus
+from .data.audio import file_stem, write_wav
 from .data.audio import SAMPLE_RATE
 from .data.corpora import SPLITS
 from .models import DVAE
 
-WAV_PEAK = 0.9  # written wavs are scaled to this peak: loud, never clipped
 SPEECH_METRICS = {"si_sdr": metrics.si_sdr, "pesq": metrics.pesq, "pesq_wb": metrics.pesq_wb,
                   "estoi": metrics.estoi}
 MOTION_METRICS = {"mpjpe": metrics.mpjpe, "rmse": metrics.rmse}
@@ -228,28 +226,6 @@ def with_data(cfg: Config, data: Optional[dict]) -> Config:
     new = cfg.replace(**data)
     check_data_root(new.data)
     return new
-
-
-def check_data_root(data: DataConfig) -> None:
-    """Fails fast on a data folder that is not there (the corpus's default location is
-    the data layer's to check)."""
-    if data.data_root is not None and not Path(data.data_root).expanduser().is_dir():
-        raise DataError(f"data_root: {data.data_root} is not a directory")
-
-
-def write_wav(path: str | Path, wave: np.ndarray) -> Path:
-    """A 16 kHz 16-bit wav of `wave` scaled to a peak of WAV_PEAK (silence is written as is)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    wave = np.asarray(wave, dtype=np.float32)
-    peak = float(np.max(np.abs(wave))) if wave.size else 0.0
-    sf.write(path, wave * (WAV_PEAK / peak) if peak > 0 else wave, SAMPLE_RATE, subtype="PCM_16")
-    return path
-
-
-def file_stem(name: str) -> str:
-    """An utterance name (a relative path) as one file name."""
-    return re.sub(r"[^\w.-]+", "_", str(Path(name).with_suffix("")))
 
 
 def _json_float(value: float) -> Optional[float]:

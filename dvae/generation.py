@@ -24,7 +24,8 @@ from .config import MOTION_CORPORA, Config, ConfigError
 from .data import FeatureExtractor, prepare_corpus
 from .data.audio import SAMPLE_RATE
 from .data.motion import FRAME_RATE as MOTION_FRAME_RATE
-from .evaluation import check_split, file_stem, with_data, write_wav
+from .data.audio import file_stem, write_wav
+from .evaluation import check_split, with_data
 
 _log = logging.getLogger(__name__)
 PLOTTED_JOINTS = 4  # the joints that move most are drawn; more lines would be unreadable

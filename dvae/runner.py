@@ -22,21 +22,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import math
 import os
-import shutil
 import sys
 import textwrap
 import time
 from pathlib import Path
 
-from dvae import logs
+from dvae import experiment, logs
 from dvae.spaces import BUDGETS, Space, SpaceError, descriptions, load_space
 
 _log = logging.getLogger("dvae.runner")
-SETTINGS_FILE = "search.json"  # what --resume needs to rebuild the same search
 
 
 class UsageError(Exception):
@@ -119,6 +116,7 @@ def main(argv=None) -> int:
 class Plan:
     """Everything about a run that is decided before Ray starts."""
     args: argparse.Namespace
+    settings: experiment.Settings  # what the search was started with (read back on --resume)
     space: Space
     experiment_dir: Path
     cpus: float
@@ -147,49 +145,38 @@ class Plan:
         restore = False
         if args.resume:
             if not args.name:
-                raise UsageError("--resume needs --name: the experiment to continue" + _existing(storage))
+                raise UsageError("--resume needs --name: the experiment to continue" + experiment.listing(storage))
             experiment_dir = storage / args.name
-            settings_file = experiment_dir / SETTINGS_FILE
-            from dvae.search import experiment_exists  # imports Ray (not starting it): only when needed
-            if not settings_file.is_file():
-                raise UsageError(f"no experiment to resume at {experiment_dir}" + _existing(storage))
-            restore = experiment_exists(experiment_dir)
             try:
-                saved = json.loads(settings_file.read_text())
-                if not isinstance(saved, dict) or not isinstance(saved.get("space"), str):
-                    raise ValueError("no space named")
-            except ValueError as e:
-                raise UsageError(f"cannot resume: {settings_file} is damaged ({e}); it records the search's "
-                                 "settings, which --resume needs") from None
-            for key in ("space", "budget", "num_samples", "cuda_graph", "settings"):
-                given = getattr(args, key)
-                if given is not None and given != saved.get(key):
-                    option = "--set" if key == "settings" else f"--{key.replace('_', '-')}"
-                    raise UsageError(f"{option} {given} differs from the experiment's "
-                                     f"{saved.get(key)}; a resumed search keeps its settings (leave the option out)")
-                setattr(args, key, saved.get(key))
-            kept = experiment_dir / space_copy_name(args.space)
-            if kept.is_file():  # the space as the search started, whatever became of its file since
-                args.space = str(kept)
+                settings = experiment.Settings.read(experiment_dir).resumed_with(
+                    {key: getattr(args, key) for key in experiment.Settings.fields()})
+            except experiment.ExperimentError as e:
+                raise UsageError(str(e)) from None
+            from dvae.search import experiment_exists  # imports Ray (not starting it): only when needed
+            restore = experiment_exists(experiment_dir)
+            space_file = settings.space_file(experiment_dir)
         elif not args.space:
             raise UsageError("--space is required; see --list for the spaces")
-        args.budget = args.budget or "small"
+        else:
+            settings = experiment.Settings(args.space, args.budget or "small", args.num_samples, args.cuda_graph,
+                                           args.settings)
+            space_file = settings.space
 
-        space = load_space(args.space, args.budget)
-        if args.num_samples:
-            space = dataclasses.replace(space, num_samples=args.num_samples)
-        if args.settings:
-            space = space.with_settings(args.settings)
-        if args.cuda_graph:
+        space = load_space(space_file, settings.budget)
+        if settings.num_samples:
+            space = dataclasses.replace(space, num_samples=settings.num_samples)
+        if settings.settings:
+            space = space.with_settings(settings.settings)
+        if settings.cuda_graph:
             space = dataclasses.replace(space, fixed={**space.fixed, "cuda_graph": True})
         if not args.resume:
-            name = args.name or f"{space.name}-{args.budget}-{time.strftime('%Y%m%d-%H%M%S')}"
+            name = args.name or f"{space.name}-{settings.budget}-{time.strftime('%Y%m%d-%H%M%S')}"
             experiment_dir = storage / name
             if experiment_dir.exists():
                 raise UsageError(f"{experiment_dir} already exists; continue it with --resume --name {name} "
                                  "or choose another --name")
 
-        from dvae.evaluation import check_data_root
+        from dvae.data import check_data_root
         for variant in space.variants:
             try:
                 check_data_root(space.config(variant).data)
@@ -201,7 +188,7 @@ class Plan:
         if gpus_per_trial == 0 and (searched_graph or any(space.config(v).train.cuda_graph for v in space.variants)):
             raise UsageError("train.cuda_graph (--cuda-graph or the space's) needs a GPU in every trial; "
                              "give --gpus-per-trial (or leave cuda_graph out)")
-        return cls(args, space, experiment_dir, cpus, gpus, gpus_per_trial, restore)
+        return cls(args, settings, space, experiment_dir, cpus, gpus, gpus_per_trial, restore)
 
     def resources(self, cpus: float, gpus: float):
         from dvae.search import Resources
@@ -255,10 +242,7 @@ class Plan:
         # written once Ray runs, so that a start that fails leaves no folder to resume
         self.experiment_dir.mkdir(parents=True, exist_ok=True)
         if not self.args.resume:
-            settings = {"space": self.args.space, "budget": self.space.budget, "num_samples": self.args.num_samples,
-                        "cuda_graph": self.args.cuda_graph, "settings": self.args.settings}
-            (self.experiment_dir / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
-            shutil.copyfile(self.space.path, self.experiment_dir / space_copy_name(self.args.space))
+            self.settings.write(self.experiment_dir, self.space.path)
         return self.search(resources)
 
     def prepare_data(self) -> None:
@@ -335,11 +319,6 @@ class Plan:
         return 0 if results.num_errors == 0 else 1
 
 
-def space_copy_name(space: str) -> str:
-    """The file in the experiment folder that keeps the space (a shipped name or a .yaml path)."""
-    return Path(space).stem + ".yaml"
-
-
 def _settings(values: dict) -> str:
     return " ".join(f"{k}={v}" for k, v in values.items())
 
@@ -357,11 +336,6 @@ def _check_writable(folder: Path) -> None:
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(f"--storage {folder} is not writable"
                          + (f" ({existing} is not a writable folder)" if existing != folder else ""))
-
-
-def _existing(storage: Path) -> str:
-    names = sorted(p.parent.name for p in storage.glob(f"*/{SETTINGS_FILE}"))
-    return f"; experiments in {storage}: {', '.join(names)}" if names else f"; {storage} holds no experiments"
 
 
 def _local_gpus() -> int:

@@ -42,17 +42,14 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from . import logs
+from .experiment import BOOKKEEPING, OPTUNA_DB, study_storage
 from .config import Config
 from .cpu import tune_process
 from .spaces import Param, Space
 from .training import train
 
 METRIC, MODE = "val_loss", "min"
-OPTUNA_DB = "optuna.db"
 SAMPLER_SEED = 0  # the same space proposes the same first configurations on every run
-# Keys of a trial's config that are not Config fields: which model variant, which Optuna
-# trial (to join Tune's results with the study), where the experiment folder is.
-BOOKKEEPING = ("variant", "optuna_trial", "experiment_dir")
 
 
 def distribution(param: Param) -> optuna.distributions.BaseDistribution:
@@ -213,10 +210,6 @@ class Resources:
 def param_space(space: Space, experiment_dir: Path) -> dict:
     """What every trial shares: the fixed settings and the experiment folder."""
     return {**space.fixed, "experiment_dir": str(experiment_dir)}
-
-
-def study_storage(experiment_dir: Path) -> str:
-    return f"sqlite:///{experiment_dir / OPTUNA_DB}"
 
 
 def build_tuner(space: Space, experiment_dir: Path, resources: Resources, callbacks=None) -> tune.Tuner:

@@ -3,6 +3,7 @@ folder outside the checkout, and parameter importances under both Optuna version
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -25,8 +26,12 @@ def run(command: list[str], cwd: Path, env: dict | None = None, timeout: int = 6
 
 @pytest.mark.slow
 def test_the_wheel_installs_into_a_fresh_virtualenv_and_runs_from_anywhere(tmp_path):
+    # built from a copy of the sources: a build/ folder left in the checkout could carry stale modules
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "experiments", "runs",
+                                                                "__pycache__", "*.egg-info", ".pytest_cache"))
     run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"),
-         str(ROOT)], cwd=tmp_path)
+         str(source)], cwd=tmp_path)
     wheel = next((tmp_path / "dist").glob("dvae_tune-*.whl"))
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from dvae import runner as tune_runner
+from dvae.experiment import SETTINGS_FILE
 from dvae.config import MODEL_NAMES, Config
 from dvae.schedules import feedback_prob
 from dvae.spaces import BUDGETS, SpaceError, load_space, space_names
@@ -222,7 +223,7 @@ def test_set_fixes_fields_over_the_budget_and_a_resume_keeps_them(tmp_path, caps
 
     experiment = tmp_path / "interrupted"
     experiment.mkdir()
-    (experiment / tune_runner.SETTINGS_FILE).write_text(json.dumps(
+    (experiment / SETTINGS_FILE).write_text(json.dumps(
         {"space": "mel_study", "budget": "smoke", "num_samples": None, "cuda_graph": None, "settings": {"n_mels": "64"}}))
     import dvae.search
     monkeypatch.setattr(dvae.search, "experiment_exists", lambda path: path == experiment)
@@ -257,7 +258,7 @@ def test_a_damaged_settings_file_is_refused_on_resume(tmp_path, capsys, monkeypa
     monkeypatch.setattr(dvae.search, "experiment_exists", lambda path: True)
     (tmp_path / "broken").mkdir()
     for text in ('{"space": "vrnn_pri', "{}"):
-        (tmp_path / "broken" / tune_runner.SETTINGS_FILE).write_text(text)
+        (tmp_path / "broken" / SETTINGS_FILE).write_text(text)
         assert tune_runner.main(["--name", "broken", "--resume", "--storage", str(tmp_path)]) == 2
         assert "cannot resume: " in capsys.readouterr().err
 
@@ -318,3 +319,27 @@ def test_cuda_graphs_from_the_space_or_the_flag_are_refused_without_gpus_per_tri
     assert "cuda_graph=True" in capsys.readouterr().out
     assert tune_runner.main(["--space", "vrnn_priors", "--cuda-graph", "--gpus-per-trial", "1", "--dry-run", "--storage", str(tmp_path)]) == 0
     assert "cuda_graph=True" in capsys.readouterr().out  # the flag joins the fixed settings every trial gets
+
+
+def test_the_experiment_folders_settings_round_trip_and_resume_keeps_them(tmp_path):
+    from dvae import experiment
+
+    space_file = tmp_path / "mine.yaml"
+    space_file.write_text("description: x\n")
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    started = experiment.Settings(str(space_file), "smoke", 3, None, {"corpus": "mocap"})
+    started.write(folder, space_file)
+    space_file.write_text("description: edited later\n")
+    saved = experiment.Settings.read(folder)
+    assert saved == started and (folder / "mine.yaml").read_text() == "description: x\n"
+    assert saved.space_file(folder) == str(folder / "mine.yaml")  # the copy, not the edited file
+    assert saved.resumed_with({"space": None, "budget": "smoke", "num_samples": None}) == saved
+    with pytest.raises(experiment.ExperimentError, match="--num-samples 4 differs from the experiment's 3"):
+        saved.resumed_with({"num_samples": 4})
+    assert set(experiment.Settings.fields()) == {"space", "budget", "num_samples", "cuda_graph", "settings"}
+    (folder / experiment.SETTINGS_FILE).write_text("[1]")
+    with pytest.raises(experiment.ExperimentError, match="damaged"):
+        experiment.Settings.read(folder)
+    with pytest.raises(experiment.ExperimentError, match="no experiment to resume"):
+        experiment.Settings.read(tmp_path / "none")

@@ -8,7 +8,7 @@
 Install the built-in corpora with ``python -m dvae.data.install asterisk mocap``.
 """
 from .cache import PreparedCorpus, Utterance, prepare_corpus
-from .corpora import DataError
+from .corpora import DataError, check_data_root
 from .features import FeatureExtractor
 
-__all__ = ["prepare_corpus", "PreparedCorpus", "Utterance", "DataError", "FeatureExtractor"]
+__all__ = ["prepare_corpus", "PreparedCorpus", "Utterance", "DataError", "FeatureExtractor", "check_data_root"]

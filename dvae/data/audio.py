@@ -22,6 +22,7 @@ import torch
 import torchaudio.functional
 
 SAMPLE_RATE = 16000
+WAV_PEAK = 0.9  # written wavs are scaled to this peak: loud, never clipped
 TRIM_DB = 30.0  # leading/trailing frames this far below the loudest frame are cut
 SILENT_PEAK = 1e-4  # a file whose peak is below this (-80 dBFS) holds no speech
 SOUNDFILE_SUFFIXES = {".wav", ".flac", ".ogg", ".wv1", ".wv2", ".sph", ".nist", ".aif", ".aiff"}
@@ -113,3 +114,18 @@ def trim_silence(wave: np.ndarray, top_db: float = TRIM_DB, frame: int = 2048, h
     energy = (cumulative[starts + frame] - cumulative[starts]) / frame
     loud = np.flatnonzero(energy > energy.max() * 10 ** (-top_db / 10))
     return wave[loud[0] * hop: min(len(wave), (loud[-1] + 1) * hop)]
+
+
+def write_wav(path: str | Path, wave: np.ndarray) -> Path:
+    """A 16 kHz 16-bit wav of `wave` scaled to a peak of WAV_PEAK (silence is written as is)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wave = np.asarray(wave, dtype=np.float32)
+    peak = float(np.max(np.abs(wave))) if wave.size else 0.0
+    sf.write(path, wave * (WAV_PEAK / peak) if peak > 0 else wave, SAMPLE_RATE, subtype="PCM_16")
+    return path
+
+
+def file_stem(name: str) -> str:
+    """An utterance name (a relative path) as one file name."""
+    return re.sub(r"[^\w.-]+", "_", str(Path(name).with_suffix("")))

@@ -207,3 +207,9 @@ def _how_to_get(corpus: str) -> str:
         return "Set data_root to a folder of audio files."
     return f"The {corpus} corpus cannot be downloaded here (licence): set data_root to your copy."
 
+
+def check_data_root(data: DataConfig) -> None:
+    """Fails fast on a data folder that is not there (the corpus's default location is
+    the data layer's to check)."""
+    if data.data_root is not None and not Path(data.data_root).expanduser().is_dir():
+        raise DataError(f"data_root: {data.data_root} is not a directory")
