@@ -153,6 +153,16 @@ def findings(result: dict) -> list[str]:
                      f"{pair['ours'][a]:.2f} (review {pair['review'][b]:g} vs {pair['review'][a]:g}); our intervals "
                      + {True: "overlap", False: "do not overlap", None: "are unknown (one seed)"}[
                          pair["intervals_overlap"]])
+    counted = {}
+    for r in result["rows"].values():
+        for s in r["seeds"]:
+            for kind in ("floored", "unscored"):
+                for metric, n in s.get(kind, {}).items():
+                    counted.setdefault((metric, kind), set()).add(n)
+    units = sorted({u for r in result["rows"].values() for u in r["units"]})
+    notes = [f"{_label(m)} {kind} per checkpoint: {', '.join(map(str, sorted(ns)))}" for (m, kind), ns in
+             sorted(counted.items()) if any(ns)]
+    lines.append(f"units scored per checkpoint: {', '.join(map(str, units))}" + ("; " + "; ".join(notes) if notes else ""))
     return lines
 
 

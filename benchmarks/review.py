@@ -3,6 +3,7 @@
     python -m benchmarks.review speech            # review_benchmark: asterisk speech
     python -m benchmarks.review motion            # review_mocap: the climbing motion capture
     python -m benchmarks.review speech --resume   # after an interruption: finished trials stay
+    python -m benchmarks.review speech --table    # the committed results as a Markdown table
 
 Runs the space's search (every row of the review with three seeds, budget `small` by
 default: the 2-core CPU) into experiments/<name>, then scores every row's checkpoints on
@@ -14,11 +15,12 @@ it scores the trials that have ended so far (a partial result while the search r
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from dvae import runner
-from analysis import evaluate
+from analysis import evaluate, review
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BENCHMARKS = {"speech": ("review_benchmark", "review-asterisk", "review_asterisk.json"),
@@ -33,8 +35,12 @@ def main(argv=None) -> int:
     p.add_argument("--resume", action="store_true", help="go on with an interrupted run")
     p.add_argument("--evaluate-only", action="store_true", help="score what the experiment holds; train nothing")
     p.add_argument("--jobs", type=int, default=2, help="checkpoints scored at once (default 2)")
+    p.add_argument("--table", action="store_true", help="print the committed results file as Markdown; run nothing")
     args, runner_args = p.parse_known_args(argv)
     space, name, results_file = BENCHMARKS[args.kind]
+    if args.table:
+        print(review.markdown(json.loads((RESULTS / results_file).read_text())))
+        return 0
     name = f"{name}-{args.budget}"
     if not args.evaluate_only:
         status = runner.main(["--space", space, "--budget", args.budget, "--name", name, "--storage",
