@@ -1,0 +1,96 @@
+"""Checks behind the differences between our review benchmark and the review's figures.
+
+    python -m benchmarks.review_checks motion experiments/review-mocap-small
+    python -m benchmarks.review_checks budget experiments/budget-check/dkf-100 experiments/budget-check/vae-100 ...
+
+motion: for every trial of a review_mocap experiment, MPJPE of its best checkpoint on the
+training takes beside the test take (the same 50-frame windows, teacher-forced), and three
+reference predictors of the test windows: the training data's mean pose, each window's own
+mean pose, and the previous frame. Writes results/review_mocap_checks.json.
+
+budget: the test scores (eval_test.json) and best epochs of runs trained with `dvae train`
+at the benchmark's settings but more epochs, beside the benchmark's rows for the same model
+and seed. Writes results/review_asterisk_budget.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from analysis.results import load_trials
+from dvae import metrics
+from dvae.checkpoint import load_model
+from dvae.cpu import tune_process
+from dvae.data import prepare_corpus
+from dvae.evaluation import reconstruct
+
+from . import write_result
+from .review import RESULTS
+
+
+def windows(frames: np.ndarray, seq_len: int) -> list[np.ndarray]:
+    return [frames[s:s + seq_len] for s in range(0, len(frames) - seq_len + 1, seq_len)]
+
+
+def motion(experiment: Path) -> dict:
+    trials = load_trials(experiment)
+    rows, references = [], None
+    for _, trial in trials.sort_values(["model", "config/seed"]).iterrows():
+        model, cfg = load_model(trial["checkpoint"])
+        model.eval()
+        corpus = prepare_corpus(cfg.data, progress=False)
+        splits = {split: [w for u in corpus.utterances(split) for w in windows(u.features, cfg.data.seq_len)]
+                  for split in ("train", "test")}
+        torch.manual_seed(cfg.train.seed)
+        with torch.no_grad():
+            scores = {split: float(np.mean([metrics.mpjpe(w, reconstruct(model, torch.from_numpy(np.array(w))).numpy())
+                                            for w in ws])) for split, ws in splits.items()}
+        rows.append({"model": trial["model"], "seed": int(trial["config/seed"]), "trial_id": trial["trial_id"],
+                     "mpjpe_train_takes": scores["train"], "mpjpe_test_take": scores["test"]})
+        if references is None:
+            train = np.concatenate([u.features for u in corpus.utterances("train")])
+            test = splits["test"]
+            references = {
+                "training mean pose": float(np.mean([metrics.mpjpe(w, np.tile(train.mean(0), (len(w), 1))) for w in test])),
+                "each test window's own mean pose": float(np.mean([metrics.mpjpe(w, np.tile(w.mean(0), (len(w), 1)))
+                                                                   for w in test])),
+                "the previous frame": float(np.mean([metrics.mpjpe(w[1:], w[:-1]) for w in test])),
+                "training frames": int(len(train)), "test windows": len(test)}
+    return {"experiment": str(experiment), "trials": rows, "references_on_the_test_take_mm": references}
+
+
+def budget(runs: list[Path]) -> dict:
+    rows = []
+    for run in runs:
+        checkpoint = run / "checkpoint" / "best.pt"
+        state = torch.load(checkpoint, weights_only=True, map_location="cpu")
+        scores = json.loads((checkpoint.parent / "eval_test.json").read_text())
+        cfg = state["config"]
+        rows.append({"run": str(run), "model": cfg["model"]["name"], "seed": cfg["train"]["seed"],
+                     "epochs": cfg["train"]["epochs"], "best_epoch": state["loop"]["best_epoch"],
+                     "best_val_loss": state["loop"]["best_val_loss"],
+                     "test": {m: v["mean"] for m, v in scores["metrics"].items()}, "utterances": scores["n"]})
+    return {"runs": rows}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("check", choices=("motion", "budget"))
+    p.add_argument("folders", nargs="+", type=Path, help="the review_mocap experiment, or the runs trained longer")
+    args = p.parse_args(argv)
+    tune_process()
+    torch.set_num_threads(1)
+    if args.check == "motion":
+        write_result(motion(args.folders[0]), RESULTS / "review_mocap_checks.json")
+    else:
+        write_result(budget(args.folders), RESULTS / "review_asterisk_budget.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
