@@ -112,7 +112,8 @@ def evaluate_cached(checkpoint: Path, split: str, generation_mode: bool, max_utt
     """`evaluate_checkpoint`'s result, from the eval_<split>[_gm].json it left beside the
     checkpoint when that is newer than the checkpoint and was made with the same settings
     and metric definitions."""
-    from dvae.evaluation import evaluate_checkpoint, result_path
+    from dvae.evaluation import evaluate_checkpoint
+    from dvae.experiment import result_path
 
     saved = result_path(checkpoint, split, generation_mode)
     if not refresh and saved.is_file() and saved.stat().st_mtime >= checkpoint.stat().st_mtime:

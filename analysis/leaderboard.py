@@ -26,7 +26,9 @@ from dvae import logs
 
 from .results import CONFIG, DEFAULT_SORT, load_trials, model_label, ordered_models, ranking_parser, searched_parameters
 
-SUMMARY = ("best_epoch", "epochs_run", "status", "wall_time_s")  # shown beside the ranked figure
+# shown beside the ranked figure; the test scores once the trial's checkpoint has been scored
+SUMMARY = ("best_epoch", "epochs_run", "status", "wall_time_s", "test_si_sdr", "test_pesq", "test_estoi", "test_mpjpe",
+           "test_units")
 
 
 def configurations(trials: pd.DataFrame, sort: str = "val_loss", ascending: bool = True) -> pd.DataFrame:

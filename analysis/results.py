@@ -42,7 +42,7 @@ import pandas as pd
 
 from dvae import logs
 from dvae.experiment import BOOKKEEPING as SEARCH_BOOKKEEPING
-from dvae.experiment import best_checkpoint, read_params, read_results, study_path, trial_dirs
+from dvae.experiment import best_checkpoint, read_params, read_results, result_path, study_path, trial_dirs
 from dvae.config import ModelConfig, TrainConfig
 
 # The DVAE review's order of models (Girin et al. 2021, Tables 2 and 3), and its labels.
@@ -128,11 +128,27 @@ def read_trial(trial_dir: Path, experiment: str) -> tuple[dict, list[dict]]:
         **{f"final_{f}": final[f] for f in figures},
         "stop_reason": last.get("stop_reason"),
         "error": error_summary(trial_dir),
+        **test_scores(checkpoint, model in GENERATION_MODE_MODELS),
         "checkpoint": str(checkpoint) if checkpoint else None,
         "trial_dir": str(trial_dir.absolute()),
         **{CONFIG + k: v for k, v in params.items() if k != "experiment_dir"},
     }
     return row, curves
+
+
+def test_scores(checkpoint: Path | None, generation_mode: bool) -> dict:
+    """test_<metric> (mean) and test_units of the checkpoint's saved test scores
+    (eval_test[_gm].json, written by `dvae evaluate`, the runner's quick test or
+    analysis.evaluate), if it has been scored; {} otherwise."""
+    path = result_path(checkpoint, "test", generation_mode) if checkpoint else None
+    if path is None or not path.is_file() or path.stat().st_mtime < checkpoint.stat().st_mtime:
+        return {}
+    try:
+        saved = json.loads(path.read_text())
+        return {**{f"test_{m}": math.nan if s["mean"] is None else s["mean"] for m, s in saved["metrics"].items()},
+                "test_units": saved["n"]}
+    except (ValueError, KeyError, TypeError):  # being written, or of an older layout: as if not scored
+        return {}
 
 
 def epoch_row(result: dict) -> dict:

@@ -28,6 +28,7 @@ from .checkpoint import load_model
 from .config import MOTION_CORPORA, Config, ConfigError, DataConfig
 from .data import check_data_root, prepare_corpus
 from .data.audio import file_stem, write_wav
+from .experiment import result_path
 from .data.audio import SAMPLE_RATE
 from .data.corpora import SPLITS
 from .models import DVAE
@@ -142,13 +143,6 @@ def _scored(row: dict, scores: dict) -> dict:
     if floored:
         row["floored"] = floored
     return row
-
-
-def result_path(checkpoint: Path, split: str, generation_mode: bool, other_corpus: str | None = None) -> Path:
-    """Where `evaluate_checkpoint` writes its result: eval_[<other_corpus>_]<split>[_gm].json
-    beside the checkpoint (its wav files go into the folder of the same name)."""
-    corpus = f"{other_corpus}_" if other_corpus else ""
-    return checkpoint.parent / f"eval_{corpus}{split}{'_gm' if generation_mode else ''}.json"
 
 
 def evaluate_checkpoint(path: str | Path, split: str = "test", data: Optional[dict] = None,

@@ -13,6 +13,7 @@ settings, and the analysis reads it, all through these names.
         result.json               one JSON object a line per reported epoch
         error.txt                 if the trial failed
         checkpoint/best.pt, last.pt   the trainer's checkpoints; tb/ its TensorBoard events
+        checkpoint/eval_test.json     test scores of best.pt, once scored (`result_path`)
         checkpoint_NNNNNN/        Tune's copies of the checkpoint it last recorded
 """
 from __future__ import annotations
@@ -158,3 +159,10 @@ def best_checkpoint(trial_dir: Path) -> Path | None:
         return own.absolute()
     copies = sorted(trial_dir.glob(f"checkpoint_*/{BEST}"))
     return copies[-1].absolute() if copies else None
+
+
+def result_path(checkpoint: Path, split: str, generation_mode: bool, other_corpus: str | None = None) -> Path:
+    """Where `evaluate_checkpoint` writes its result: eval_[<other_corpus>_]<split>[_gm].json
+    beside the checkpoint (its wav files go into the folder of the same name)."""
+    corpus = f"{other_corpus}_" if other_corpus else ""
+    return checkpoint.parent / f"eval_{corpus}{split}{'_gm' if generation_mode else ''}.json"

@@ -65,6 +65,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cuda-graph", action="store_const", const=True, default=None,
                    help="record each trial's training step as one CUDA graph (train.cuda_graph; needs GPUs per trial)")
     p.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
+    p.add_argument("--quick-test", type=int, default=50, metavar="N",
+                   help="after the search, score each model's best trial on the first N test utterances "
+                        "(default 50; 0: skip)")
     logs.add_arguments(p)
     args = p.parse_args(argv)
     if args.settings:
@@ -133,6 +136,8 @@ class Plan:
             raise UsageError(f"--gpus-per-trial must be 0 or more (fractions share a GPU), got {args.gpus_per_trial:g}")
         if args.num_samples is not None and args.num_samples < 1:
             raise UsageError(f"--num-samples must be at least 1, got {args.num_samples}")
+        if args.quick_test < 0:
+            raise UsageError(f"--quick-test must be 0 (skip) or more, got {args.quick_test}")
         if args.max_concurrent is not None and args.max_concurrent < 1:
             raise UsageError(f"--max-concurrent must be at least 1, got {args.max_concurrent}")
         if args.space and args.space.endswith((".yaml", ".yml")):  # a file of one's own: remembered absolute
@@ -310,6 +315,9 @@ class Plan:
         print()
         print(summary(results, self.space, unfinished))
         print()
+        if self.args.quick_test and not unfinished:
+            print(quick_test(results, self.space, self.args.quick_test))
+            print()
         print(f"results:          {self.experiment_dir}")
         print(f"report:           python -m analysis.report {self.experiment_dir}")
         if unfinished:  # Ctrl-C: Tune saved its state and stopped the trials
@@ -317,6 +325,38 @@ class Plan:
                   f"--storage {self.experiment_dir.parent}")
             return 130
         return 0 if results.num_errors == 0 else 1
+
+
+def quick_test(results, space: Space, utterances: int) -> str:
+    """Each model's best trial scored on the first `utterances` of its test split (written
+    beside its checkpoint, where the leaderboard and the report find it), as lines to print."""
+    from dvae.cpu import tune_process
+    from dvae.evaluation import METRIC_LABELS, evaluate_checkpoint
+    from dvae.experiment import best_checkpoint
+    from dvae.search import METRIC
+
+    tune_process()  # before this process's first matrix product
+    best = {}
+    for result in results:
+        metrics, config = result.metrics or {}, result.config or {}
+        value = metrics.get("best_val_loss", metrics.get(METRIC, math.nan))
+        name = config.get("variant", "?")
+        if result.error is None and result.path and math.isfinite(value) and value < best.get(name, (math.inf,))[0]:
+            best[name] = (value, Path(result.path), bool(config.get("generation_mode_eval")))
+    lines = []
+    for variant in (v.name for v in space.variants if v.name in best):
+        _, trial_dir, generation_mode = best[variant]
+        checkpoint = best_checkpoint(trial_dir)
+        if checkpoint is None:
+            continue
+        scored = evaluate_checkpoint(checkpoint, split="test", generation_mode=generation_mode,
+                                     max_utterances=utterances)
+        shown = ", ".join(f"{METRIC_LABELS[m]} {s['mean']:.2f}" for m, s in scored["metrics"].items()
+                          if m in ("si_sdr", "pesq", "estoi", "mpjpe") and s["mean"] is not None)
+        units = "utterances" if scored["settings"]["kind"] == "speech" else "windows"
+        lines.append(f"{variant} (trial {trial_dir.name}) on test, {scored['n']} {units}"
+                     f"{' in generation mode' if generation_mode else ''}: {shown}")
+    return "best trial of each model, quick test:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def _settings(values: dict) -> str:

@@ -530,3 +530,19 @@ def test_the_comparison_with_the_review_ranks_and_names_the_pairs_out_of_order()
               (("vae", 40.0), ("srnn", 8.0), ("vrnn", 9.0))}
     assert review.comparison(motion, "motion") == {"metric": "mpjpe", "rows": ["vae", "srnn", "vrnn"],
                                                     "spearman": 1, "out_of_order": []}
+
+
+def test_a_scored_checkpoint_brings_its_test_scores_to_the_trials_and_the_leaderboard(fake, tmp_path):
+    best = fake / "vrnn_aaaa0001" / "checkpoint" / "best.pt"
+    scores = {"settings": {"split": "test"}, "n": 50,
+              "metrics": {"si_sdr": {"mean": 7.5}, "pesq": {"mean": 3.1}, "estoi": {"mean": None}}}
+    (best.parent / "eval_test.json").write_text(json.dumps(scores))
+    trials = by_id(results.load_trials(fake))
+    row = trials["aaaa0001"]
+    assert (row["test_si_sdr"], row["test_pesq"], row["test_units"]) == (7.5, 3.1, 50) and math.isnan(row["test_estoi"])
+    assert "test_si_sdr" not in trials["aaaa0003"] or math.isnan(trials["aaaa0003"]["test_si_sdr"])  # not scored
+    assert leaderboard.main([str(fake), "--out", str(tmp_path / "lb")]) == 0
+    best_table = pd.read_csv(tmp_path / "lb" / "leaderboard_best.csv")
+    assert best_table.loc[best_table["model"] == "vrnn", "test_si_sdr"].item() == 7.5
+    os.utime(best, (time.time() + 10, time.time() + 10))  # the checkpoint changed since it was scored
+    assert "test_si_sdr" not in results.load_trials(fake).set_index("trial_id").loc["aaaa0001"].dropna()

@@ -269,6 +269,11 @@ def test_smoke_search_with_asha_and_optuna(corpus, ray_env):
     assert f"tensorboard --logdir {experiment}" in out and f"optuna-dashboard sqlite:///{experiment}/optuna.db" in out
     assert "model  val_loss" in out and "6 trials:" in out and "stopped by asha" in out
     assert f"python -m analysis.report {experiment}" in out
+    # each model's best trial scored on the test split: printed, and left beside its checkpoint
+    quick = out.split("best trial of each model, quick test:\n")[1].splitlines()[0]
+    assert quick.startswith("  vrnn (trial vrnn_") and " on test, " in quick and "SI-SDR (dB) " in quick, quick
+    scored = json.loads(next(experiment.glob("vrnn_*/checkpoint/eval_test.json")).read_text())
+    assert scored["settings"]["max_utterances"] == 50 and f"{scored['n']} utterances" in quick
 
 
 @pytest.mark.slow
