@@ -27,6 +27,7 @@ import html
 import json
 import logging
 import math
+import multiprocessing
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -83,7 +84,8 @@ def evaluate_top(trials: pd.DataFrame, k: int = 1, sort: str = "val_loss", ascen
             + (" in generation mode" if task["generation_mode"] else ""))
     scoring = [(Path(t["checkpoint"]), split, t["generation_mode"], max_utterances, refresh, jobs > 1) for t in tasks]
     if jobs > 1 and len(tasks) > 1:
-        with ProcessPoolExecutor(jobs) as pool:
+        # spawned, not forked: a child forked after torch's thread pools started can hang in them
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             results = list(pool.map(_score, scoring))
     else:
         results = [_score(args) for args in scoring]
