@@ -41,8 +41,8 @@ from dvae.evaluation import METRIC_LABELS
 
 from . import review
 from .leaderboard import TABLE_CSS, html_table, markdown_table, top_per_model
-from .results import (CONFIG, DERIVED_ROWS, GENERATION_MODE_MODELS, at_least_one, file_to_write, load_trials,
-                      model_label, ordered_models, ranking_parser, searched_parameters)
+from .results import (CONFIG, DERIVED_ROWS, GENERATION_MODE_MODELS, at_least_one, file_to_write, latest_rows,
+                      load_trials, model_label, ordered_models, ranking_parser, searched_parameters)
 
 _log = logging.getLogger(__name__)
 # The table's metrics, in the review's order; RMSE is in evaluations.csv only.
@@ -243,12 +243,17 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=at_least_one, default=1, help="checkpoints scored at once (default 1)")
     parser.add_argument("--finished", action="store_true",
                         help="score only trials that have ended (while a search runs: their checkpoints are final)")
+    parser.add_argument("--latest", action="store_true",
+                        help="a model in several experiments is taken from the last one given that holds it "
+                             "(rows re-run after a fix), not ranked across them")
     parser.add_argument("--review-json", type=file_to_write,
                         help="also write the benchmark beside the review's figures to this file")
     args = parser.parse_args(argv)
     logs.configure(args.log_level)
     try:
         trials = load_trials(*args.experiments)
+        if args.latest:
+            trials = latest_rows(trials, args.experiments)
         if args.finished:
             trials = trials[trials["status"] != "unfinished"]
         evaluations = evaluate_top(trials, args.k, args.sort, not args.descending, args.split,

@@ -8,8 +8,8 @@ and Optuna's hyperparameter importances.
   so it is not comparable with a finished trial's.
 - asha_rungs: how many trials reached each epoch, per model; the drops are ASHA's rungs.
 - importances: `optuna.importance.get_param_importances` on each experiment's study
-  (optuna.db). Optuna's objective is the last val_loss a trial reported, so with ASHA
-  the importances also reward whatever let trials survive the rungs.
+  (optuna.db), over its COMPLETE trials, each valued at its best val_loss; the trials
+  ASHA stopped are PRUNED in the study, so they are left out.
 
     python -m analysis.plots EXPERIMENT [...] [--k 3] [--out DIR]
 

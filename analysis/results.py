@@ -99,6 +99,16 @@ def load_trials(*experiments: str | Path) -> pd.DataFrame:
     return load(*experiments)[0]
 
 
+def latest_rows(trials: pd.DataFrame, experiments: list[str | Path]) -> pd.DataFrame:
+    """Each model's trials from the last of `experiments` that holds it: rows re-run after
+    a fix replace the old ones instead of being ranked against them."""
+    order = {Path(e).name: i for i, e in enumerate(experiments)}
+    if len(order) < len(experiments):
+        raise ValueError("the experiments' folder names must differ to tell their trials apart")
+    rank = trials["experiment"].map(order)
+    return trials[rank == rank.groupby(trials["model"]).transform("max")]
+
+
 def load_curves(*experiments: str | Path) -> pd.DataFrame:
     return load(*experiments)[1]
 

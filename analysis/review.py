@@ -65,7 +65,7 @@ def benchmark(evaluations: pd.DataFrame, trials: pd.DataFrame, experiment: str |
         seeds = []
         for _, row in scored.iterrows():
             trial = by_checkpoint.loc[row["checkpoint"]]
-            seeds.append({"seed": _plain(row["seed"]), "trial_id": row["trial_id"],
+            seeds.append({"seed": _plain(row["seed"]), "trial_id": row["trial_id"], "experiment": trial["experiment"],
                           "metrics": {m: _plain(row[m]) for m in names},
                           "units": int(row["n"]),
                           "floored": {m: int(row[f"{m}_floored"]) for m in names},
@@ -79,7 +79,14 @@ def benchmark(evaluations: pd.DataFrame, trials: pd.DataFrame, experiment: str |
                        "units": sorted({s["units"] for s in seeds}),
                        "generation_mode": bool(scored["generation_mode"].iloc[0]),
                        "review": REVIEW[kind].get(model)}
-    return {"protocol": protocol(evaluations, experiment, kind), "rows": rows, "comparison": comparison(rows, kind)}
+    result = {"protocol": protocol(evaluations, experiment, kind), "rows": rows, "comparison": comparison(rows, kind)}
+    sources = {}
+    for model, row in rows.items():
+        for name in dict.fromkeys(s["experiment"] for s in row["seeds"]):
+            sources.setdefault(name, []).append(model)
+    if len(sources) > 1:  # rows re-run after a fix (analysis.evaluate --latest)
+        result["protocol"]["rows_from"] = sources
+    return result
 
 
 def comparison(rows: dict, kind: str) -> dict:

@@ -4,6 +4,7 @@
     python -m benchmarks.review motion            # review_mocap: the climbing motion capture
     python -m benchmarks.review speech --resume   # after an interruption: finished trials stay
     python -m benchmarks.review speech --table    # the committed results as a Markdown table
+    python -m benchmarks.review speech --rerun dkf,dsae   # those rows again, after a fix
 
 Runs the space's search (every row of the review with three seeds, budget `small` by
 default: the 2-core CPU) into experiments/<name>, then scores every row's checkpoints on
@@ -11,6 +12,8 @@ the test split with `analysis.evaluate` and writes benchmarks/results/review_<co
 (each row's seeds, their mean and 95% interval, the protocol, the rank correlation with
 the review) with the same table as review.md beside the experiment. With --evaluate-only
 it scores the trials that have ended so far (a partial result while the search runs).
+With --rerun the named rows are trained again into experiments/<name>-rerun-<rows> and
+the results file takes those rows from there, the others from the first run.
 """
 from __future__ import annotations
 
@@ -35,6 +38,9 @@ def main(argv=None) -> int:
     p.add_argument("--resume", action="store_true", help="go on with an interrupted run")
     p.add_argument("--evaluate-only", action="store_true", help="score what the experiment holds; train nothing")
     p.add_argument("--jobs", type=int, default=2, help="checkpoints scored at once (default 2)")
+    p.add_argument("--rerun", metavar="ROW,...",
+                   help="train these rows again (after a fix) into an experiment of their own; they replace "
+                        "the first run's in the results file")
     p.add_argument("--table", action="store_true", help="print the committed results file as Markdown; run nothing")
     args, runner_args = p.parse_known_args(argv)
     space, name, results_file = BENCHMARKS[args.kind]
@@ -42,14 +48,25 @@ def main(argv=None) -> int:
         print(review.markdown(json.loads((RESULTS / results_file).read_text())))
         return 0
     name = f"{name}-{args.budget}"
+    experiments = [Path(args.storage) / name]
+    train = name
+    if args.rerun:
+        rows = [row.strip() for row in args.rerun.split(",") if row.strip()]
+        train = f"{name}-rerun-{'-'.join(rows)}"
+        runner_args = ["--models", ",".join(rows), *runner_args]
+        if not experiments[0].is_dir():
+            print(f"benchmarks.review: --rerun replaces rows of {experiments[0]}, which does not exist; "
+                  "run the benchmark first", file=sys.stderr)
+            return 2
+        experiments.append(Path(args.storage) / train)
     if not args.evaluate_only:
-        status = runner.main(["--space", space, "--budget", args.budget, "--name", name, "--storage",
-                                   args.storage, "--no-dashboard", *(["--resume"] if args.resume else []),
-                                   *runner_args])
+        status = runner.main(["--space", space, "--budget", args.budget, "--name", train, "--storage",
+                              args.storage, "--no-dashboard", *(["--resume"] if args.resume else []),
+                              *runner_args])
         if status != 0:
             return status
-    experiment = Path(args.storage) / name
-    return evaluate.main([str(experiment), "--jobs", str(args.jobs), "--review-json", str(RESULTS / results_file),
+    return evaluate.main([*map(str, experiments), "--jobs", str(args.jobs), "--review-json",
+                          str(RESULTS / results_file), *(["--latest"] if args.rerun else []),
                           *(["--finished"] if args.evaluate_only else [])])
 
 

@@ -7,6 +7,7 @@ settings, and the analysis reads it, all through these names.
       search.json                 the search's settings (`Settings`): what --resume rebuilds it from
       <space>.yaml                the space file as the search started (--resume reads this copy)
       optuna.db                   the Optuna study (SQLite), named after the experiment
+      asha.json                   ASHA's rung records and stop decisions (--resume restores them)
       experiment_state-*.json     Ray Tune's own state (and tuner.pkl, searcher state)
       <variant>_<trial id>/       one folder per trial:
         params.json               the trial's flat config (Config fields and BOOKKEEPING keys)
@@ -25,11 +26,13 @@ from typing import Optional
 
 SETTINGS_FILE = "search.json"
 OPTUNA_DB = "optuna.db"
+ASHA_RECORDS = "asha.json"
 PARAMS_FILE, RESULTS_FILE, ERROR_FILE = "params.json", "result.json", "error.txt"
 CHECKPOINT_DIR, BEST, LAST, TENSORBOARD_DIR = "checkpoint", "best.pt", "last.pt", "tb"
 # Keys of a trial's config that are not Config fields: the space's variant (e.g. srnn_gm),
-# Optuna's trial number and the experiment folder the trial writes into.
-BOOKKEEPING = ("variant", "optuna_trial", "experiment_dir")
+# Optuna's trial number, the experiment folder the trial writes into, and for a replayed
+# search (--replay) the table of learning curves it reads and the seconds an epoch takes.
+BOOKKEEPING = ("variant", "optuna_trial", "experiment_dir", "replay", "replay_epoch_s")
 
 
 class ExperimentError(ValueError):
@@ -45,6 +48,9 @@ class Settings:
     num_samples: Optional[int] = None
     cuda_graph: Optional[bool] = None
     settings: Optional[dict] = None  # --set FIELD=VALUE
+    models: Optional[list] = None  # --models: only these rows of the space's model list
+    replay: Optional[str] = None  # --replay: learning curves read from this table instead of training
+    replay_epoch_s: Optional[float] = None  # --replay-epoch-s: how long each replayed epoch takes
 
     @classmethod
     def fields(cls) -> tuple[str, ...]:

@@ -51,6 +51,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--set", dest="settings", metavar="FIELD=VALUE", action="append", type=_setting,
                    help="fix a Config field for every trial, over the space and budget (repeatable): "
                         "--set corpus=vctk --set data_root=/data/VCTK")
+    p.add_argument("--models", type=_names, metavar="NAME,...",
+                   help="run only these of the space's models and variants (e.g. dkf,dsae)")
+    p.add_argument("--replay", metavar="TABLE",
+                   help="train nothing: each trial reports the recorded learning curve nearest its configuration "
+                        "from this table (benchmarks/search_table.py), to compare search methods")
+    p.add_argument("--replay-epoch-s", type=_finite, metavar="SECONDS",
+                   help="with --replay: how long each replayed epoch takes (default 0)")
     p.add_argument("--name", help="experiment name (default: <space>-<budget>-<date>); needed with --resume")
     p.add_argument("--storage", default="experiments", help="folder of experiments (default: ./experiments)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted experiment --name")
@@ -76,6 +83,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         if twice:
             p.error(f"--set gives {', '.join(twice)} more than once")
     args.settings = dict(args.settings) if args.settings else None
+    if args.replay:  # the trials read it from wherever they run
+        args.replay = str(Path(args.replay).resolve())
     return args
 
 
@@ -87,6 +96,13 @@ def _finite(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
     return value
+
+
+def _names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give one or more names separated by commas")
+    return names
 
 
 def _setting(text: str) -> tuple[str, str]:
@@ -164,7 +180,7 @@ class Plan:
             raise UsageError("--space is required; see --list for the spaces")
         else:
             settings = experiment.Settings(args.space, args.budget or "small", args.num_samples, args.cuda_graph,
-                                           args.settings)
+                                           args.settings, args.models, args.replay, args.replay_epoch_s)
             space_file = settings.space
 
         space = load_space(space_file, settings.budget)
@@ -172,6 +188,8 @@ class Plan:
             space = dataclasses.replace(space, num_samples=settings.num_samples)
         if settings.settings:
             space = space.with_settings(settings.settings)
+        if settings.models:
+            space = space.with_models(settings.models)
         if settings.cuda_graph:
             space = dataclasses.replace(space, fixed={**space.fixed, "cuda_graph": True})
         if not args.resume:
@@ -181,6 +199,14 @@ class Plan:
                 raise UsageError(f"{experiment_dir} already exists; continue it with --resume --name {name} "
                                  "or choose another --name")
 
+        if settings.replay_epoch_s is not None and not settings.replay:
+            raise UsageError("--replay-epoch-s needs --replay")
+        if settings.replay:
+            from dvae.curves import CurveTable
+            try:
+                CurveTable.read(settings.replay)
+            except (OSError, ValueError) as e:
+                raise UsageError(f"--replay: {e}") from None
         from dvae.data import check_data_root
         for variant in space.variants:
             try:
@@ -237,7 +263,8 @@ class Plan:
                 print(f"tune_runner: {problem}", file=sys.stderr)
                 return 2
         try:
-            self.prepare_data()
+            if not self.settings.replay:
+                self.prepare_data()
         except ValueError as e:  # DataError, ConfigError: the corpus is missing or unusable
             print(f"tune_runner: {e}", file=sys.stderr)
             return 2
@@ -306,16 +333,19 @@ class Plan:
 
         _log.info(f"TensorBoard:      tensorboard --logdir {self.experiment_dir}")
         _log.info(f"Optuna dashboard: optuna-dashboard {study_storage(self.experiment_dir)}")
+        replay = None
+        if self.settings.replay:
+            replay = {"replay": self.settings.replay, "replay_epoch_s": self.settings.replay_epoch_s or 0.0}
         if self.restore:
-            tuner = restore_tuner(self.space, self.experiment_dir, resources)
+            tuner = restore_tuner(self.space, self.experiment_dir, resources, replay)
         else:
-            tuner = build_tuner(self.space, self.experiment_dir, resources)
+            tuner = build_tuner(self.space, self.experiment_dir, resources, replay=replay)
         results = tuner.fit()
         unfinished = unfinished_trials(self.experiment_dir)
         print()
         print(summary(results, self.space, unfinished))
         print()
-        if self.args.quick_test and not unfinished:
+        if self.args.quick_test and not unfinished and not self.settings.replay:
             print(quick_test(results, self.space, self.args.quick_test))
             print()
         print(f"results:          {self.experiment_dir}")

@@ -28,8 +28,12 @@ newest one (`recover_lost_checkpoints`).
 """
 from __future__ import annotations
 
+import functools
+import json
 import math
+import os
 import shutil
+import time
 from collections.abc import Container
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,15 +41,17 @@ from typing import Optional
 
 import optuna
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from . import logs
-from .experiment import BOOKKEEPING, OPTUNA_DB, study_storage
+from . import experiment
+from .experiment import ASHA_RECORDS, BOOKKEEPING, OPTUNA_DB, study_storage
 from .config import Config
 from .cpu import tune_process
-from .spaces import Param, Space
+from .curves import CurveTable, replayed_epochs
+from .spaces import Param, Space, load_space
 from .training import train
 
 METRIC, MODE = "val_loss", "min"
@@ -98,11 +104,17 @@ class OptunaSpace:
 
 
 class StudySearch(OptunaSearch):
-    """OptunaSearch that records diverged trials as failed, and accepts results for a
-    trial the study has already closed.
+    """OptunaSearch that tells the study what happened to each trial.
 
-    A diverged trial's last val_loss is NaN, which OptunaSearch would try to tell as a
-    value; Optuna refuses it and the trial would stay RUNNING in the study forever.
+    - Every epoch's val_loss is an intermediate value at its epoch (OptunaSearch would use
+      Tune's iteration count, which restarts behind the epoch when a trial resumes).
+    - A trial ASHA stopped is PRUNED, not COMPLETE with its last low-budget loss as if it
+      were final (what OptunaSearch tells): TPE ranks a pruned trial by how far it got and
+      its last intermediate value, below every trial that went further.
+    - A trial that ran to its end (or stopped early by its own patience) is COMPLETE with
+      its best val_loss: the figure of the checkpoint it is judged by.
+    - A diverged trial (NaN val_loss) is FAIL: Optuna refuses NaN as a value, and the trial
+      would otherwise stay RUNNING in the study forever.
 
     A closed trial reports again after --resume: a trial that ended (ASHA stop or
     completion) after Tune's last snapshot but before the interruption is resumed by
@@ -112,15 +124,87 @@ class StudySearch(OptunaSearch):
 
     def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
         value = (result or {}).get(METRIC)
+        if result and trial_id not in self._completed_trials:
+            self.report_epoch(trial_id, result)  # Tune hands the last epoch's result only to this call
         if value is not None and not math.isfinite(value):
-            result, error = None, True
+            result, error = None, True  # diverged: FAIL
+        elif result and not error and result.get("stop_reason") is None:
+            result = None  # stopped from outside mid-run, by ASHA: PRUNED
+        elif result and not error:
+            result = {**result, METRIC: result.get("best_val_loss", value)}
         super().on_trial_complete(trial_id, result, error)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id not in self._completed_trials:
+            self.report_epoch(trial_id, result)
+
+    def report_epoch(self, trial_id: str, result: dict) -> None:
+        value, epoch = result.get(METRIC), result.get("epoch")
+        # (absent from the state of a searcher saved before it existed)
+        reported = self.__dict__.setdefault("_reported_epochs", {})
+        if value is None or epoch is None or not math.isfinite(value) or epoch <= reported.get(trial_id, 0):
+            return  # a resumed trial repeats the epochs after its checkpoint
         try:
-            super().on_trial_result(trial_id, result)
+            self._ot_trials[trial_id].report(value, int(epoch))
         except optuna.exceptions.UpdateFinishedTrialError:
-            pass
+            return
+        reported[trial_id] = epoch
+
+
+class RecordedASHA(ASHAScheduler):
+    """ASHA whose rung records and stop decisions live in the experiment folder (asha.json),
+    so that a resumed search decides as the uninterrupted one would have.
+
+    Tune restores a scheduler as it was built, with empty rungs (ray issue 30838): a resumed
+    search would compare its trials against nothing and stop none mid-rung. Here every change
+    is written at once, and read back when Tune unpickles the scheduler on --resume. A trial
+    stopped just before the interruption, whose stop Tune had not saved yet, runs again from
+    its checkpoint: its recorded decision stops it again at the same epoch.
+    """
+
+    def __init__(self, records: Path, **asha):
+        super().__init__(time_attr="epoch", **asha)
+        self.records = str(records)
+        self.stopped: dict[str, float] = {}  # trial id: the epoch ASHA stopped it at
+        self.bracket_of: dict[str, int] = {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        path = Path(self.records)
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            for bracket, rungs in zip(self._brackets, saved["brackets"]):
+                bracket._rungs = [(milestone, dict(recorded)) for milestone, recorded in rungs]
+            self.stopped, self.bracket_of = saved["stopped"], saved["bracket_of"]
+            self._num_stopped = saved["num_stopped"]
+
+    def save_records(self) -> None:
+        path = Path(self.records)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps({"brackets": [b._rungs for b in self._brackets], "stopped": self.stopped,
+                                   "bracket_of": self.bracket_of, "num_stopped": self._num_stopped}))
+        os.replace(tmp, path)
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        super().on_trial_add(tune_controller, trial)
+        if trial.trial_id in self.bracket_of:  # restored: the bracket it was in
+            self._trial_info[trial.trial_id] = self._brackets[self.bracket_of[trial.trial_id]]
+        else:
+            self.bracket_of[trial.trial_id] = self._brackets.index(self._trial_info[trial.trial_id])
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        stopped_at = self.stopped.get(trial.trial_id)
+        if stopped_at is not None and result.get(self._time_attr, 0) >= stopped_at:
+            return TrialScheduler.STOP
+        action = super().on_trial_result(tune_controller, trial, result)
+        if action == TrialScheduler.STOP:
+            self.stopped[trial.trial_id] = result[self._time_attr]
+        self.save_records()
+        return action
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        super().on_trial_complete(tune_controller, trial, result)
+        self.save_records()
 
 
 def suggest(trial: optuna.Trial, name: str, dist: optuna.distributions.BaseDistribution):
@@ -139,12 +223,15 @@ def variant_queue(space: Space) -> list[dict]:
 
 
 def trainable(config: dict) -> None:
-    """One trial: the trainer's own loop, reporting each epoch and its checkpoint to Tune.
+    """One trial: the trainer's own loop, reporting each epoch and its checkpoint to Tune
+    (or, in a replayed search, a recorded curve: `replay`).
 
     Restarted trials (after a failure, or on --resume) continue from the last
     checkpoint Tune recorded, whose last.pt holds everything to go on.
     """
     logs.configure()  # at the runner's level (DVAE_LOG_LEVEL)
+    if config.get("replay"):
+        return replay(config)
     tune_process()  # a trial's process is ours: MKL's fast kernels and glibc's heap (dvae.cpu)
     context = tune.get_context()
     resources = context.get_trial_resources().required_resources
@@ -167,6 +254,33 @@ def trainable(config: dict) -> None:
     else:
         with checkpoint.as_directory() as folder:
             train(cfg, run_dir, on_epoch=report, resume_from=Path(folder) / "last.pt")
+
+
+@functools.lru_cache(maxsize=4)
+def _replay_source(table: str, experiment_dir: str) -> tuple[CurveTable, tuple[Param, ...]]:
+    folder = Path(experiment_dir)
+    settings = experiment.Settings.read(folder)
+    return CurveTable.read(table), load_space(settings.space_file(folder), settings.budget).params
+
+
+def replay(config: dict) -> None:
+    """A trial of a replayed search: the recorded curve nearest to its configuration
+    (dvae.curves), reported epoch by epoch with the trainer's stop rules, each epoch taking
+    `replay_epoch_s` seconds; its checkpoint is the epoch reached, so a resumed trial goes on."""
+    table, params = _replay_source(config["replay"], config["experiment_dir"])
+    curve = table.nearest(config, params)
+    cfg = Config.from_dict({k: v for k, v in config.items() if k not in BOOKKEEPING})
+    run_dir = Path(config["experiment_dir"]) / Path(tune.get_context().get_trial_dir()).name / "replay"
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            start = json.loads((Path(folder) / "epoch.json").read_text())["epoch"]
+    for metrics in replayed_epochs(curve, cfg.train.epochs, cfg.train.patience, start):
+        time.sleep(config.get("replay_epoch_s") or 0.0)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "epoch.json").write_text(json.dumps({"epoch": metrics["epoch"]}))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(run_dir))
 
 
 def trial_name(trial) -> str:
@@ -207,13 +321,16 @@ class Resources:
                 f"{self.cpus:g} CPUs and {self.gpus:g} GPUs available; up to {self.max_concurrent} trials at once")
 
 
-def param_space(space: Space, experiment_dir: Path) -> dict:
-    """What every trial shares: the fixed settings and the experiment folder."""
-    return {**space.fixed, "experiment_dir": str(experiment_dir)}
+def param_space(space: Space, experiment_dir: Path, replay: Optional[dict] = None) -> dict:
+    """What every trial shares: the fixed settings and the experiment folder (and for a
+    replayed search, its table and the seconds an epoch takes: `replay`)."""
+    return {**space.fixed, "experiment_dir": str(experiment_dir), **(replay or {})}
 
 
-def build_tuner(space: Space, experiment_dir: Path, resources: Resources, callbacks=None) -> tune.Tuner:
-    """A new experiment in `experiment_dir` (storage folder / name); `callbacks`: Tune callbacks.
+def build_tuner(space: Space, experiment_dir: Path, resources: Resources, callbacks=None,
+                replay: Optional[dict] = None) -> tune.Tuner:
+    """A new experiment in `experiment_dir` (storage folder / name); `callbacks`: Tune callbacks;
+    `replay`: {"replay": table, "replay_epoch_s": seconds} to replay recorded curves.
 
     A study already there is from a start stopped before Tune saved anything: it goes on,
     its proposals that never ran queued again and its queue of models kept as it is.
@@ -234,10 +351,10 @@ def build_tuner(space: Space, experiment_dir: Path, resources: Resources, callba
     )
     scheduler = FIFOScheduler()
     if space.asha:
-        scheduler = ASHAScheduler(time_attr="epoch", **space.asha)
+        scheduler = RecordedASHA(experiment_dir / ASHA_RECORDS, **space.asha)
     return tune.Tuner(
         with_resources(resources),
-        param_space=param_space(space, experiment_dir),
+        param_space=param_space(space, experiment_dir, replay),
         tune_config=tune.TuneConfig(
             metric=METRIC,
             mode=MODE,
@@ -255,7 +372,8 @@ def build_tuner(space: Space, experiment_dir: Path, resources: Resources, callba
     )
 
 
-def restore_tuner(space: Space, experiment_dir: Path, resources: Resources) -> tune.Tuner:
+def restore_tuner(space: Space, experiment_dir: Path, resources: Resources,
+                  replay: Optional[dict] = None) -> tune.Tuner:
     """The interrupted experiment in `experiment_dir`, to go on where it stopped: finished
     trials stay finished, unfinished and failed ones continue from their last checkpoint,
     and the Optuna study continues in its SQLite file."""
@@ -266,7 +384,7 @@ def restore_tuner(space: Space, experiment_dir: Path, resources: Resources) -> t
     return tune.Tuner.restore(
         str(experiment_dir),
         with_resources(resources),
-        param_space=param_space(space, experiment_dir),
+        param_space=param_space(space, experiment_dir, replay),
         resume_errored=True,
         restart_errored=False,
     )

@@ -141,6 +141,18 @@ class Space:
         return dataclasses.replace(self, fixed=fixed)
 
 
+    def with_models(self, names: list[str]) -> "Space":
+        """This space running only the given rows of its model list (`--models`), in its order."""
+        known = [v.name for v in self.variants]
+        unknown = [n for n in names if n not in known]
+        if unknown or not names:
+            raise SpaceError(f"--models {','.join(names)}: {', '.join(unknown) or 'none given'} not in the space's "
+                             f"model list; choose from {', '.join(known)}")
+        chosen = tuple(v for v in self.variants if v.name in names)
+        # a space that searches nothing runs each row once
+        return dataclasses.replace(self, variants=chosen, num_samples=self.num_samples if self.params else len(chosen))
+
+
 def space_names() -> list[str]:
     return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
 

@@ -143,6 +143,21 @@ def test_several_experiments_and_the_review_order(fake, tmp_path):
         "vae", "vrnn", "srnn_tf_gm", "srnn_gm", "zeta"]
 
 
+def test_latest_rows_take_each_model_from_the_last_experiment_that_holds_it(fake, tmp_path):
+    rerun = tmp_path / "rerun"
+    write_trial(rerun, "dkf_bbbb0001", {"corpus": "asterisk", "epochs": 3, "name": "dkf", "variant": "dkf"},
+                [epoch(1, 9.0, 9.0, 1, stop="completed", done=True, trial_id="bbbb0001")])
+    trials = results.load_trials(fake, rerun)
+    latest = results.latest_rows(trials, [fake, rerun])
+    assert set(latest.loc[latest["model"] == "dkf", "trial_id"]) == {"bbbb0001"}
+    kept = trials[trials["model"] != "dkf"]
+    assert set(latest.loc[latest["model"] != "dkf", "trial_id"]) == set(kept["trial_id"])
+    assert set(results.latest_rows(trials, [rerun, fake])["trial_id"]) == set(trials.loc[
+        trials["experiment"] == "fake", "trial_id"])  # the order given decides
+    with pytest.raises(ValueError, match="folder names must differ"):
+        results.latest_rows(trials, [fake, tmp_path / "x" / "fake"])
+
+
 def test_not_an_experiment_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="no experiment folder"):
         results.load_trials(tmp_path / "missing")

@@ -292,3 +292,34 @@ def test_registry_errors_name_what_is_valid():
         build_model({"name": "vrnn", "zdim": 3})
     with pytest.raises(ConfigError, match="z_dim"):
         build_model({"name": "vrnn", "z_dim": 0})
+
+
+def decoder_linear_widths(model):
+    return [layer.out_features for layer in model.decoder if isinstance(layer, torch.nn.Linear)]
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_decoder_layers_set_the_decoders_hidden_widths(name):
+    review = {"dkf": [32, 64, 128, 256], "dsae": [32, 64, 128, 256]}
+    assert decoder_linear_widths(make(name)) == review.get(name, [SMALL["dense_dim"]]) + [D]
+    assert decoder_linear_widths(make(name, decoder_layers="8, 4")) == [8, 4, D]
+    assert make(name, decoder_layers="8,4")(data()).x_out.shape == (B, T, D)
+
+
+@pytest.mark.parametrize("bad", ["", "0", "32,,64", "-4", "wide"])
+def test_decoder_layers_that_are_no_widths_are_refused(bad):
+    with pytest.raises(ConfigError, match="decoder_layers: .*positive integers"):
+        build_model(dict(SMALL, name="dkf", decoder_layers=bad))
+
+
+def test_a_checkpoint_from_before_decoder_layers_loads_with_its_one_layer_decoder(tmp_path):
+    from dvae.checkpoint import load_model, save_checkpoint
+    from dvae.config import Config
+    cfg = Config.from_dict(dict(SMALL, name="dkf", likelihood="gaussian", decoder_layers=str(SMALL["dense_dim"])))
+    old = build_model(cfg.model)
+    saved = cfg.to_dict()
+    del saved["model"]["decoder_layers"]
+    save_checkpoint({"config": saved, "model": old.state_dict()}, tmp_path / "old.pt")
+    model, loaded = load_model(tmp_path / "old.pt")
+    assert loaded.model.decoder_layers == str(SMALL["dense_dim"])
+    assert decoder_linear_widths(model) == [SMALL["dense_dim"], D]

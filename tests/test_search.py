@@ -221,6 +221,27 @@ def run_runner(args: list[str], ray_env, timeout: int = 240) -> subprocess.Compl
     return run
 
 
+# a trial that ran: to its end (or its own early stop), or pruned by ASHA
+CLOSED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def kill_runner_once(args: list[str], ray_env, tmp_path: Path, ready) -> None:
+    """Starts the runner and SIGKILLs it with its Ray processes as soon as `ready()` holds."""
+    log = tmp_path / "runner.log"
+    with open(log, "w") as out:
+        runner = subprocess.Popen([*RUNNER, *args, "--storage", str(ray_env.storage), "--no-dashboard"], cwd=ROOT,
+                                  env=ray_env.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not ready():
+            assert runner.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.05)
+    finally:
+        os.killpg(runner.pid, signal.SIGKILL)
+        runner.wait()
+    end_processes_under(ray_env.ray_tmp)
+
+
 def study_trials(experiment: Path) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=experiment.name, storage=study_storage(experiment)).get_trials()
 
@@ -250,14 +271,21 @@ def test_smoke_search_with_asha_and_optuna(corpus, ray_env):
     experiment = ray_env.storage / "smoke"
     assert (experiment / "optuna.db").is_file()
     trials = study_trials(experiment)
-    assert len(trials) == 6 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
-    assert {t.params["prior"] for t in trials} == {"gaussian", "student_t"}
+    assert len(trials) == 6 and {t.params["prior"] for t in trials} == {"gaussian", "student_t"}
     assert all(("student_df" in t.params) == (t.params["prior"] == "student_t") for t in trials)
 
     tune = tune_trials(experiment)
     assert len(tune) == 6 and all(t["status"] == "TERMINATED" for t in tune)
     epochs = [epochs_reported(t["dir"]) for t in tune]
     assert min(epochs) >= 1 and max(epochs) == 4 and min(epochs) < 4, epochs  # ASHA stopped some early
+    # the study holds every epoch's val_loss; a trial ASHA stopped is PRUNED, one that ran on COMPLETE
+    for t in tune:
+        lines = [json.loads(line) for line in (t["dir"] / "result.json").read_text().splitlines()]
+        study_trial = trials[json.loads((t["dir"] / "params.json").read_text())["optuna_trial"]]
+        assert study_trial.intermediate_values == {line["epoch"]: line["val_loss"] for line in lines}
+        ran_on = lines[-1]["stop_reason"] is not None
+        assert study_trial.state == (optuna.trial.TrialState.COMPLETE if ran_on else optuna.trial.TrialState.PRUNED)
+        assert not ran_on or study_trial.value == lines[-1]["best_val_loss"]
     # later trials take over the worker processes of ended ones instead of starting their own
     pids = [worker_pids(t["dir"]) for t in tune]
     assert all(len(p) == 1 for p in pids) and len(set.union(*pids)) < len(tune), pids
@@ -331,7 +359,7 @@ def test_a_search_stopped_before_its_first_trial_is_begun_again_by_resume(corpus
     run = run_runner(["--name", "early", "--resume"], ray_env)
     assert "(starting again: it stopped before its first trial)" in run.stdout
     assert [t["status"] for t in tune_trials(experiment)] == ["TERMINATED"] * 3
-    assert [t.state for t in study_trials(experiment)] == [optuna.trial.TrialState.COMPLETE] * 3
+    assert all(t.state in CLOSED for t in study_trials(experiment)) and len(study_trials(experiment)) == 3
 
 
 INTERRUPTIBLE = """
@@ -369,7 +397,7 @@ def test_ctrl_c_saves_the_search_says_how_to_go_on_and_resume_finishes_it(corpus
 
     run_runner(["--name", "ctrl-c", "--resume"], ray_env)
     assert [t["status"] for t in tune_trials(experiment)] == ["TERMINATED"] * 2
-    assert [t.state for t in study_trials(experiment)] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert all(t.state in CLOSED for t in study_trials(experiment)) and len(study_trials(experiment)) == 2
 
 
 def snapshot_checkpoints(experiment: Path) -> dict[str, tuple[str, int]]:
@@ -403,24 +431,11 @@ def delete_as_tune_does(checkpoint: Path) -> None:
 def test_interrupted_search_resumes_with_every_trial_accounted_for(corpus, ray_env, tmp_path):
     space = tmp_path / "interruptible.yaml"
     space.write_text(INTERRUPTIBLE)
-    log = tmp_path / "runner.log"
     ray_env.storage.mkdir()
     experiment = ray_env.storage / "resumed"
-    with open(log, "w") as out:
-        runner = subprocess.Popen([*RUNNER, "--space", str(space), "--budget", "smoke", "--name", "resumed",
-                                   "--storage", str(ray_env.storage), "--no-dashboard"],
-                                  cwd=ROOT, env=ray_env.env, stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
-    try:
-        deadline = time.monotonic() + 180
-        # killed while Tune's snapshot names the checkpoint of a trial far from its end
-        while not any(epoch <= 10 for _, epoch in snapshot_checkpoints(experiment).values()):
-            assert runner.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.05)
-    finally:
-        os.killpg(runner.pid, signal.SIGKILL)
-        runner.wait()
-    end_processes_under(ray_env.ray_tmp)
+    # killed while Tune's snapshot names the checkpoint of a trial far from its end
+    kill_runner_once(["--space", str(space), "--budget", "smoke", "--name", "resumed"], ray_env, tmp_path,
+                     lambda: any(epoch <= 10 for _, epoch in snapshot_checkpoints(experiment).values()))
     before = study_trials(experiment)
     assert 0 < len(before) < 6 or any(t.state == optuna.trial.TrialState.RUNNING for t in before)
     interrupted = snapshot_checkpoints(experiment)
@@ -436,7 +451,7 @@ def test_interrupted_search_resumes_with_every_trial_accounted_for(corpus, ray_e
     trials = study_trials(experiment)
     states = [t.state for t in trials]
     assert optuna.trial.TrialState.RUNNING not in states and optuna.trial.TrialState.WAITING not in states
-    assert states.count(optuna.trial.TrialState.COMPLETE) == 6  # orphans of the kill, if any, are FAIL
+    assert sum(state in CLOSED for state in states) == 6  # orphans of the kill, if any, are FAIL
     assert all(epochs_reported(t["dir"]) >= 1 for t in tune)
     # each interrupted trial went on from a checkpoint at or past the one its snapshot named
     continued = {}
@@ -446,3 +461,107 @@ def test_interrupted_search_resumes_with_every_trial_accounted_for(corpus, ray_e
         continued[name] = (epoch, after[:1])
     assert all(first > epoch for epoch, first in continued.values() for first in first), continued
     assert any(after for _, after in continued.values()), continued
+
+
+# ---------------------------------------------------------------- replayed searches
+
+REPLAYED = """
+description: replayed curves, one per seed, under ASHA
+models: [vrnn]
+fixed: {epochs: 9, patience: 0}
+seeds: [0, 1, 2, 3, 4, 5, 6, 7]
+asha: {max_t: 9, grace_period: 1, reduction_factor: 3}
+budgets: {smoke: {}, small: {}, full: {}}
+"""
+# seed s's val_loss at epoch e: each seed a level and a slope, so that the rungs at epochs
+# 1, 3 and 9 order the seeds differently and which trials ASHA stops depends on history
+LEVEL = [49, 54, 30, 58, 31, 45, 40, 39]
+SLOPE = [3.4, 0.2, 3.3, 3.9, 1.7, 2.2, 3.9, 3.9]
+
+
+def replayed_table(path: Path) -> Path:
+    from dvae.curves import CurveTable, Curve
+    curves = [Curve(seed, {"variant": "vrnn", "seed": seed}, tuple(LEVEL[seed] - SLOPE[seed] * e for e in range(1, 10)),
+                    (1.0,) * 9) for seed in range(8)]
+    CurveTable.write(path, curves, ["seed"])
+    return path
+
+
+def final_epochs(experiment: Path) -> dict[int, int]:
+    """Each seed's last epoch: where ASHA stopped it, or 9 (trials that reported any)."""
+    reached = {}
+    for folder in experiment.glob("vrnn_*"):
+        lines = (folder / "result.json").read_text().splitlines() if (folder / "result.json").is_file() else []
+        if lines:
+            reached[json.loads((folder / "params.json").read_text())["seed"]] = max(
+                json.loads(line)["epoch"] for line in lines)
+    return reached
+
+
+def test_the_nearest_recorded_configuration_and_its_replayed_epochs(tmp_path):
+    from dvae.curves import Curve, CurveTable, replayed_epochs
+    from dvae.spaces import Param
+    params = (Param("prior", "choice", ("gaussian", "student_t")), Param("lr", "loguniform", low=1e-4, high=1e-2),
+              Param("student_df", "loguniform", low=2.0, high=50.0, when=("prior", ("student_t",))))
+    curves = [Curve(0, {"variant": "vrnn", "prior": "gaussian", "lr": 1e-3}, (5.0, 4.0, 4.5, 4.6), (1.0,) * 4),
+              Curve(1, {"variant": "vrnn", "prior": "student_t", "lr": 1e-3, "student_df": 5.0},
+                    (6.0, float("nan"), 1.0, 1.0), (2.0,) * 4),
+              Curve(2, {"variant": "vrnn", "prior": "gaussian", "lr": 8e-3}, (3.0, 2.0, 1.0, 0.5), (1.0,) * 4)]
+    CurveTable.write(tmp_path / "t.csv", curves, ["prior", "lr", "student_df"])
+    table = CurveTable.read(tmp_path / "t.csv")
+    assert [c.params for c in table.curves] == [c.params for c in curves] and table.best == 0.5
+    assert table.nearest({"variant": "vrnn", "prior": "gaussian", "lr": 2e-3}, params).config_id == 0
+    assert table.nearest({"variant": "vrnn", "prior": "gaussian", "lr": 5e-3}, params).config_id == 2  # log scale
+    assert table.nearest({"variant": "vrnn", "prior": "student_t", "lr": 8e-3, "student_df": 40.0},
+                         params).config_id == 1
+
+    epochs = replayed_epochs(table.curves[0], epochs=4, patience=2)
+    assert [(r["epoch"], r["best_val_loss"], r["stop_reason"]) for r in epochs] == [
+        (1, 5.0, None), (2, 4.0, None), (3, 4.0, None), (4, 4.0, "early_stopped")]
+    assert [r["stop_reason"] for r in replayed_epochs(table.curves[1], 4, 0)] == [None, "diverged at epoch 2"]
+    resumed = replayed_epochs(table.curves[2], epochs=3, patience=0, start=1)
+    assert [(r["epoch"], r["best_val_loss"], r["stop_reason"]) for r in resumed] == [(2, 2.0, None), (3, 1.0, "completed")]
+    with pytest.raises(FileNotFoundError, match="no table of learning curves"):
+        CurveTable.read(tmp_path / "missing.csv")
+    (tmp_path / "bad.csv").write_text("config_id,epoch\n0,1\n")
+    with pytest.raises(ValueError, match="no column variant, val_loss, epoch_time_s"):
+        CurveTable.read(tmp_path / "bad.csv")
+
+
+def test_replay_options_are_checked_before_ray_starts(tmp_path, capsys):
+    from dvae import runner
+    assert runner.main(["--space", "vrnn_priors", "--replay", str(tmp_path / "none.csv"), "--dry-run",
+                        "--storage", str(tmp_path)]) == 2
+    assert "--replay: no table of learning curves at" in capsys.readouterr().err
+    assert runner.main(["--space", "vrnn_priors", "--replay-epoch-s", "1", "--dry-run", "--storage", str(tmp_path)]) == 2
+    assert "--replay-epoch-s needs --replay" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_replayed_search_killed_mid_rung_resumes_with_the_same_asha_decisions(ray_env, tmp_path):
+    space = tmp_path / "replayed.yaml"
+    space.write_text(REPLAYED)
+    table = replayed_table(tmp_path / "curves.csv")
+    common = ["--space", str(space), "--budget", "smoke", "--replay", str(table), "--max-concurrent", "1"]
+    run_runner([*common, "--name", "whole"], ray_env)
+    whole = ray_env.storage / "whole"
+    expected = final_epochs(whole)
+    assert len(expected) == 8 and 9 in expected.values() and min(expected.values()) < 3, expected
+    # the study was told the truth: every epoch as an intermediate value, ASHA's stops as PRUNED
+    for trial in study_trials(whole):
+        seed, epochs = trial.user_attrs.get("seed", 0), max(trial.intermediate_values)
+        assert trial.intermediate_values == {e: LEVEL[seed] - SLOPE[seed] * e for e in range(1, epochs + 1)}
+        assert trial.state == (optuna.trial.TrialState.COMPLETE if epochs == 9 else optuna.trial.TrialState.PRUNED)
+        if epochs == 9:
+            assert trial.value == LEVEL[seed] - SLOPE[seed] * 9
+
+    experiment = ray_env.storage / "killed"
+
+    def five_trials_past_the_first_rung() -> bool:  # the fifth still running
+        records = experiment / "asha.json"
+        return records.is_file() and len(json.loads(records.read_text())["brackets"][0][-1][1]) >= 5
+    kill_runner_once([*common, "--replay-epoch-s", "0.4", "--name", "killed"], ray_env, tmp_path,
+                     five_trials_past_the_first_rung)
+    assert len(final_epochs(experiment)) < 8 or min(final_epochs(experiment).values()) < 9
+    run_runner(["--name", "killed", "--resume"], ray_env)
+    assert final_epochs(experiment) == expected

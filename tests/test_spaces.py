@@ -245,6 +245,28 @@ def test_set_fixes_fields_over_the_budget_and_a_resume_keeps_them(tmp_path, caps
     assert "--set gives n_mels more than once" in capsys.readouterr().err
 
 
+def test_models_runs_only_the_named_rows_and_a_resume_keeps_them(tmp_path, capsys, monkeypatch):
+    args = tune_runner.parse_args(["--space", "review_benchmark", "--budget", "smoke", "--models", "srnn_gm, dkf",
+                                   "--storage", str(tmp_path)])
+    space = tune_runner.Plan.from_args(args).space
+    assert [v.name for v in space.variants] == ["dkf", "srnn_gm"]  # in the space's order
+    assert space.trials == 2 * len(space.seeds)
+    assert tune_runner.main(["--space", "review_benchmark", "--models", "dkf,lstm", "--dry-run",
+                             "--storage", str(tmp_path)]) == 2
+    assert "lstm not in the space's model list; choose from vae, dkf" in capsys.readouterr().err
+
+    experiment = tmp_path / "rerun"
+    experiment.mkdir()
+    experiment_settings = {"space": "review_benchmark", "budget": "smoke", "models": ["dsae"]}
+    (experiment / SETTINGS_FILE).write_text(json.dumps(experiment_settings))
+    import dvae.search
+    monkeypatch.setattr(dvae.search, "experiment_exists", lambda path: path == experiment)
+    resume = ["--name", "rerun", "--resume", "--storage", str(tmp_path)]
+    assert [v.name for v in tune_runner.Plan.from_args(tune_runner.parse_args(resume)).space.variants] == ["dsae"]
+    assert tune_runner.main([*resume, "--models", "dkf", "--dry-run"]) == 2
+    assert "--models ['dkf'] differs from the experiment's ['dsae']" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("option", ["--cpus-per-trial", "--gpus-per-trial"])
 def test_resources_must_be_finite_numbers(option, capsys):
     for value in ("nan", "inf"):
@@ -337,7 +359,8 @@ def test_the_experiment_folders_settings_round_trip_and_resume_keeps_them(tmp_pa
     assert saved.resumed_with({"space": None, "budget": "smoke", "num_samples": None}) == saved
     with pytest.raises(experiment.ExperimentError, match="--num-samples 4 differs from the experiment's 3"):
         saved.resumed_with({"num_samples": 4})
-    assert set(experiment.Settings.fields()) == {"space", "budget", "num_samples", "cuda_graph", "settings"}
+    assert set(experiment.Settings.fields()) == {"space", "budget", "num_samples", "cuda_graph", "settings", "models",
+                                                 "replay", "replay_epoch_s"}
     (folder / experiment.SETTINGS_FILE).write_text("[1]")
     with pytest.raises(experiment.ExperimentError, match="damaged"):
         experiment.Settings.read(folder)

@@ -40,6 +40,7 @@ class GatedTransition(nn.Module):
 
 class DKF(DVAE):
     step_methods = ("q_step",)
+    review_decoder_layers = (32, 64, 128, 256)
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)
@@ -49,7 +50,7 @@ class DKF(DVAE):
         self.combiner_z = nn.Linear(Z, H)
         self.combiner_head = GaussianHead(H, Z)
         self.transition = GatedTransition(Z, M)
-        self.decoder = mlp(Z, M, D, dropout=cfg.dropout)
+        self.decoder = mlp(Z, self.decoder_widths(), D, dropout=cfg.dropout)
 
     def q_step(self, g, eps, z_prev):
         """One frame of q: the combiner reads z_{t-1} and g_t and gives z_t."""

@@ -22,6 +22,8 @@ from .layers import GaussianHead, last_state, lstm_step, mlp, reparameterise, sh
 
 
 class DSAE(DVAE):
+    review_decoder_layers = (32, 64, 128, 256)
+
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)
         D, Z, H, M, V = cfg.x_dim, cfg.z_dim, cfg.h_dim, cfg.dense_dim, cfg.v_dim
@@ -33,7 +35,7 @@ class DSAE(DVAE):
         self.head_z = GaussianHead(H, Z)
         self.rnn_prior = nn.LSTM(Z, H, batch_first=True)
         self.prior_head = GaussianHead(H, Z)
-        self.decoder = mlp(Z + V, M, D, dropout=cfg.dropout)
+        self.decoder = mlp(Z + V, self.decoder_widths(), D, dropout=cfg.dropout)
 
     def posterior_v(self, fx, eps_v):
         last = self.rnn_v(fx)[1][0]  # final hidden states of both directions, (2, batch, H)

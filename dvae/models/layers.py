@@ -2,21 +2,27 @@
 the pieces that let a recurrence step only what depends on the sampled z."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 
-def mlp(in_dim: int, hidden: int, out_dim: int | None = None, dropout: float = 0.0) -> nn.Sequential:
-    """A one-hidden-layer tanh MLP, the dense block used throughout the review's models.
+def mlp(in_dim: int, hidden: int | Sequence[int], out_dim: int | None = None, dropout: float = 0.0) -> nn.Sequential:
+    """A tanh MLP, the dense block used throughout the review's models: one hidden layer of
+    width `hidden`, or one per width when `hidden` is a sequence.
 
     With `out_dim` a linear output layer follows; without it the tanh features are the output.
     """
-    layers: list[nn.Module] = [nn.Linear(in_dim, hidden), nn.Tanh()]
-    if dropout:
-        layers.append(nn.Dropout(dropout))
+    widths = [hidden] if isinstance(hidden, int) else list(hidden)
+    layers: list[nn.Module] = []
+    for width_in, width in zip([in_dim, *widths], widths):
+        layers += [nn.Linear(width_in, width), nn.Tanh()]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
     if out_dim is not None:
-        layers.append(nn.Linear(hidden, out_dim))
+        layers.append(nn.Linear(widths[-1], out_dim))
     return nn.Sequential(*layers)
 
 

@@ -35,7 +35,7 @@ class RVAE(DVAE):
         self.rnn_gz = nn.LSTM(Z, H, batch_first=True)
         self.encoder = nn.Sequential(mlp(directions * H + H, M, dropout=cfg.dropout), GaussianHead(M, Z))
         self.rnn_dec = nn.LSTM(Z, H, batch_first=True, bidirectional=not causal)
-        self.decoder = mlp(directions * H, M, D, dropout=cfg.dropout)
+        self.decoder = mlp(directions * H, self.decoder_widths(), D, dropout=cfg.dropout)
 
     def g_x(self, fx):
         """g^x over the frames' features: backward over x_{t:T} (causal) or both ways over x_{1:T}."""

@@ -33,7 +33,7 @@ class SRNN(DVAE):
         self.rnn_g = nn.LSTM(H + M, H, batch_first=True)  # run on the reversed sequence
         self.encoder = nn.Sequential(mlp(H + Z, M, dropout=cfg.dropout), GaussianHead(M, Z))
         self.prior_net = nn.Sequential(mlp(H + Z, M, dropout=cfg.dropout), GaussianHead(M, Z))
-        self.decoder = mlp(H + Z, M, D, dropout=cfg.dropout)
+        self.decoder = mlp(H + Z, self.decoder_widths(), D, dropout=cfg.dropout)
 
     def q_step(self, q_g, eps, z_prev, w_z):
         """One frame of q: z_t ~ q(z_t | z_{t-1}, g_t), given `q_g`, g_t's share of q's first layer,

@@ -28,7 +28,7 @@ class STORN(DVAE):
         self.rnn_g = nn.LSTM(M, H, batch_first=True)
         self.encoder = nn.Sequential(mlp(H, M, dropout=cfg.dropout), GaussianHead(M, Z))
         self.rnn_h = nn.LSTM(M + Z, H, batch_first=True)
-        self.decoder = mlp(H, M, D, dropout=cfg.dropout)
+        self.decoder = mlp(H, self.decoder_widths(), D, dropout=cfg.dropout)
 
     def forward(self, x, feedback_prob=0.0):
         eps = self.noise(x)

@@ -17,7 +17,7 @@ class VAE(DVAE):
         super().__init__(cfg)
         D, Z, M = cfg.x_dim, cfg.z_dim, cfg.dense_dim
         self.encoder = torch.nn.Sequential(mlp(D, M, dropout=cfg.dropout), GaussianHead(M, Z))
-        self.decoder = mlp(Z, M, D, dropout=cfg.dropout)
+        self.decoder = mlp(Z, self.decoder_widths(), D, dropout=cfg.dropout)
 
     def forward(self, x, feedback_prob=0.0):
         self.feedback_mask(x, feedback_prob)

@@ -35,7 +35,7 @@ class VRNN(DVAE):
         self.rnn = nn.LSTM(2 * M, H, batch_first=True)
         self.encoder = nn.Sequential(mlp(M + H, M, dropout=cfg.dropout), GaussianHead(M, Z))
         self.prior_net = nn.Sequential(mlp(H, M, dropout=cfg.dropout), GaussianHead(M, Z))
-        self.decoder = mlp(M + H, M, D, dropout=cfg.dropout)
+        self.decoder = mlp(M + H, self.decoder_widths(), D, dropout=cfg.dropout)
 
     def q_step(self, gates_x, q_x, eps, fz_prev, state, w_z, w_qh):
         """One frame: h_t = d(h_{t-1}, [φx(x_{t-1}), φz(z_{t-1})]), then z_t ~ q(z_t | x_t, h_t).

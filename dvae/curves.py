@@ -1,0 +1,145 @@
+"""Tables of learning curves: every epoch's val_loss and time for configurations of a space.
+
+`benchmarks/search_table.py` trains configurations sampled uniformly from a space and
+writes their curves; a replayed search (`tune_runner.py --replay TABLE`) reads them back,
+each trial reporting a recorded curve instead of training, so that search methods can be
+compared on real curves at the cost of bookkeeping. A table is a CSV file with one row
+per configuration and epoch:
+
+    config_id, variant, <each searched field>, epoch, val_loss, epoch_time_s
+
+and optionally seed (a configuration recorded with several seeds: a trial takes a curve of
+its own seed where the table has one). A blank field is one the configuration does not have (student_df with a Gaussian prior);
+a val_loss of nan is an epoch that diverged (the curve ends there).
+
+A proposal rarely equals a recorded configuration, so a replayed trial takes the nearest
+(`CurveTable.nearest`): the distance is summed over the fields, 0 or 1 for a choice, the
+difference over the field's range for a number (of logarithms where the space samples
+it log-uniformly), and 1 where only one of the two has the field.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from .spaces import Param
+
+KEYS = ("config_id", "variant")
+CURVE = ("epoch", "val_loss", "epoch_time_s")
+
+
+@dataclass(frozen=True)
+class Curve:
+    config_id: int
+    params: dict  # variant and searched fields (absent: the configuration does not have it)
+    val_loss: tuple[float, ...]  # epoch 1, 2, ...
+    epoch_time_s: tuple[float, ...]
+
+    @property
+    def best(self) -> float:
+        finite = [v for v in self.val_loss if math.isfinite(v)]
+        return min(finite) if finite else math.nan
+
+
+class CurveTable:
+    def __init__(self, curves: list[Curve]):
+        if not curves:
+            raise ValueError("a table of learning curves needs at least one configuration")
+        self.curves = curves
+
+    @classmethod
+    def read(cls, path: str | Path) -> "CurveTable":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no table of learning curves at {path}")
+        rows: dict[int, list[dict]] = {}
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in (*KEYS, *CURVE) if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ValueError(f"{path}: not a table of learning curves (no column {', '.join(missing)})")
+            for row in reader:
+                rows.setdefault(int(row["config_id"]), []).append(row)
+        curves = []
+        for config_id, epochs in sorted(rows.items()):
+            epochs.sort(key=lambda r: int(r["epoch"]))
+            if [int(r["epoch"]) for r in epochs] != list(range(1, len(epochs) + 1)):
+                raise ValueError(f"{path}: configuration {config_id} does not have every epoch from 1")
+            params = {k: _value(v) for k, v in epochs[0].items() if k not in (*CURVE, "config_id") and v != ""}
+            curves.append(Curve(config_id, params, tuple(float(r["val_loss"]) for r in epochs),
+                                tuple(float(r["epoch_time_s"]) for r in epochs)))
+        return cls(curves)
+
+    @staticmethod
+    def write(path: str | Path, curves: list[Curve], fields: list[str]) -> None:
+        """Writes the whole table (a temporary file renamed over the old: never half a table)."""
+        path = Path(path)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=[*KEYS, *fields, *CURVE])
+            writer.writeheader()
+            for curve in curves:
+                for epoch, (loss, seconds) in enumerate(zip(curve.val_loss, curve.epoch_time_s), 1):
+                    writer.writerow({"config_id": curve.config_id, **curve.params, "epoch": epoch,
+                                     "val_loss": loss, "epoch_time_s": f"{seconds:.4f}"})
+        tmp.replace(path)
+
+    def nearest(self, proposal: dict, params: tuple[Param, ...]) -> Curve:
+        """The recorded configuration nearest to `proposal` (a trial's variant and fields)."""
+        def distance(curve: Curve) -> float:
+            total = float(curve.params.get("variant") != proposal.get("variant"))
+            if "seed" in curve.params:
+                total += float(curve.params["seed"] != proposal.get("seed"))
+            for param in params:
+                a, b = proposal.get(param.name), curve.params.get(param.name)
+                if a is None or b is None:
+                    total += float((a is None) != (b is None))
+                elif param.kind == "choice":
+                    total += float(str(a) != str(b))
+                else:
+                    log = param.log or param.kind == "loguniform"
+                    scale = (lambda v: math.log(float(v))) if log else float
+                    total += abs(scale(a) - scale(b)) / max(scale(param.high) - scale(param.low), 1e-12)
+            return total
+        return min(self.curves, key=distance)
+
+    @property
+    def best(self) -> float:
+        """The lowest val_loss any configuration reached at any epoch."""
+        return min(c.best for c in self.curves if math.isfinite(c.best))
+
+
+def _value(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def replayed_epochs(curve: Curve, epochs: int, patience: int, start: int = 0) -> list[dict]:
+    """What a trial would report epoch by epoch on this curve, from epoch `start` + 1 on:
+    the trainer's figures and stop rules (dvae.training): at most `epochs` epochs, stopped
+    early after `patience` epochs without a better val_loss (0: never), or at a nan."""
+    reports, best, best_epoch = [], math.inf, 0
+    for epoch, (loss, seconds) in enumerate(zip(curve.val_loss[:epochs], curve.epoch_time_s), 1):
+        stop: Optional[str] = None
+        if not math.isfinite(loss):
+            stop = f"diverged at epoch {epoch}"
+        elif loss < best:
+            best, best_epoch = loss, epoch
+        elif patience and epoch - best_epoch >= patience:
+            stop = "early_stopped"
+        if stop is None and epoch == min(epochs, len(curve.val_loss)):
+            stop = "completed"
+        if epoch > start:
+            reports.append({"epoch": epoch, "val_loss": loss, "best_val_loss": best, "best_epoch": best_epoch,
+                            "diverged": bool(stop and stop.startswith("diverged")), "stop_reason": stop,
+                            "epoch_time_s": seconds, "replayed_config": curve.config_id})
+        if stop:
+            break
+    return reports
