@@ -2,6 +2,7 @@
 
     python -m benchmarks.review_checks motion experiments/review-mocap-small
     python -m benchmarks.review_checks budget experiments/budget-check/dkf-100 experiments/budget-check/vae-100 ...
+    python -m benchmarks.review_checks variants experiments/variant-check/dkf-review-decoder ...
 
 motion: for every trial of a review_mocap experiment, MPJPE of its best checkpoint on the
 training takes beside the test take (the same 50-frame windows, teacher-forced), and three
@@ -11,6 +12,9 @@ mean pose, and the previous frame. Writes results/review_mocap_checks.json.
 budget: the test scores (eval_test.json) and best epochs of runs trained with `dvae train`
 at the benchmark's settings but more epochs, beside the benchmark's rows for the same model
 and seed. Writes results/review_asterisk_budget.json.
+
+variants: the same for runs at the benchmark's settings with one thing changed (the review's
+decoder layers, no gradient clipping). Writes results/review_asterisk_variants.json.
 """
 from __future__ import annotations
 
@@ -64,7 +68,14 @@ def motion(experiment: Path) -> dict:
     return {"experiment": str(experiment), "trials": rows, "references_on_the_test_take_mm": references}
 
 
-def budget(runs: list[Path]) -> dict:
+def decoder_widths(weights: dict) -> list[int]:
+    """The output width of each linear layer of the decoder p(x_t | ·), read from the weights."""
+    layers = sorted((int(k.split(".")[1]), w.shape[0]) for k, w in weights.items()
+                    if k.startswith("decoder.") and k.endswith(".weight") and w.dim() == 2)
+    return [width for _, width in layers]
+
+
+def trained_runs(runs: list[Path]) -> dict:
     rows = []
     for run in runs:
         checkpoint = run / "checkpoint" / "best.pt"
@@ -72,7 +83,8 @@ def budget(runs: list[Path]) -> dict:
         scores = json.loads((checkpoint.parent / "eval_test.json").read_text())
         cfg = state["config"]
         rows.append({"run": str(run), "model": cfg["model"]["name"], "seed": cfg["train"]["seed"],
-                     "epochs": cfg["train"]["epochs"], "best_epoch": state["loop"]["best_epoch"],
+                     "epochs": cfg["train"]["epochs"], "grad_clip": cfg["train"]["grad_clip"],
+                     "decoder_widths": decoder_widths(state["model"]), "best_epoch": state["loop"]["best_epoch"],
                      "best_val_loss": state["loop"]["best_val_loss"],
                      "test": {m: v["mean"] for m, v in scores["metrics"].items()}, "utterances": scores["n"]})
     return {"runs": rows}
@@ -80,7 +92,7 @@ def budget(runs: list[Path]) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("check", choices=("motion", "budget"))
+    p.add_argument("check", choices=("motion", "budget", "variants"))
     p.add_argument("folders", nargs="+", type=Path, help="the review_mocap experiment, or the runs trained longer")
     args = p.parse_args(argv)
     tune_process()
@@ -88,7 +100,7 @@ def main(argv=None) -> int:
     if args.check == "motion":
         write_result(motion(args.folders[0]), RESULTS / "review_mocap_checks.json")
     else:
-        write_result(budget(args.folders), RESULTS / "review_asterisk_budget.json")
+        write_result(trained_runs(args.folders), RESULTS / f"review_asterisk_{args.check}.json")
     return 0
 
 

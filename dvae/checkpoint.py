@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .config import Config, ModelConfig
+from .config import Config
 from .models import DVAE, build_model
 
 
@@ -58,10 +58,6 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     """The model of a checkpoint, in eval mode, and its config."""
     state = load_checkpoint(path, map_location)
     try:
-        model_section = state["config"].get("model", {})
-        if isinstance(model_section, dict) and "decoder_layers" not in model_section:
-            # from before decoder_layers: every decoder had one hidden layer of dense_dim
-            model_section["decoder_layers"] = str(model_section.get("dense_dim", ModelConfig.dense_dim))
         cfg = Config.from_dict(state["config"])
         model = build_model(cfg.model)
         model.load_state_dict(state["model"])

@@ -44,9 +44,9 @@ class ModelConfig(_Section):
     z_dim: int = field(default=16, metadata=_range(1))
     h_dim: int = field(default=128, metadata=_range(1))  # RNN state size
     dense_dim: int = field(default=128, metadata=_range(1))  # hidden width of the MLPs
-    # hidden widths of the decoder p(x_t | ·), e.g. "256" or "32,64,128,256"; auto: the model's
-    # own (the review's 32,64,128,256 for DKF and DSAE, one layer of dense_dim for the others)
-    decoder_layers: str = "auto"
+    # hidden widths of the decoder p(x_t | ·), e.g. "32,64,128,256" (the review's DKF and DSAE);
+    # "": one layer of dense_dim (benchmarks/README.md: what the review's layers do at a CPU budget)
+    decoder_layers: str = ""
     v_dim: int = field(default=16, metadata=_range(1))  # DSAE's static latent
     prior: Literal["gaussian", "student_t"] = "gaussian"
     student_df: float = field(default=5.0, metadata=_range(0.0, lo_open=True))
@@ -57,9 +57,9 @@ class ModelConfig(_Section):
 
     def __post_init__(self):
         super().__post_init__()
-        if not re.fullmatch(r"auto|[1-9]\d*(,[1-9]\d*)*", self.decoder_layers.replace(" ", "")):
+        if not re.fullmatch(r"([1-9]\d*(,[1-9]\d*)*)?", self.decoder_layers.replace(" ", "")):
             raise ConfigError(f"decoder_layers: '{self.decoder_layers}' is not a list of widths; give positive "
-                              "integers separated by commas (e.g. 32,64,128,256) or auto")
+                              "integers separated by commas (e.g. 32,64,128,256), or nothing for one of dense_dim")
         self.decoder_layers = self.decoder_layers.replace(" ", "")
 
 

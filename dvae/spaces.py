@@ -17,7 +17,7 @@ A space file::
     num_samples: 30                  # configurations to try (optional without `search`)
     budgets:                         # smoke, small, full: each overrides any Config field,
       smoke: {epochs: 3, max_t: 3, grace_period: 1, num_samples: 4}   # num_samples, seeds, asha
-      small: {...}
+      small: {epochs: 20, search: {kl_warmup_epochs: {int: [0, 8]}}}  # and searched ranges
       full: {}
 
 A trial's settings are, later ones winning: Config defaults, `fixed`, the budget, the
@@ -53,7 +53,7 @@ BUDGETS = ("smoke", "small", "full")
 TOP_LEVEL_KEYS = ("description", "models", "fixed", "search", "seeds", "asha", "num_samples", "budgets")
 ASHA_KEYS = ("max_t", "grace_period", "reduction_factor")
 KINDS = ("choice", "uniform", "loguniform", "int")
-BUDGET_KEYS = ("num_samples", "seeds", *ASHA_KEYS)  # besides Config fields
+BUDGET_KEYS = ("num_samples", "seeds", "search", *ASHA_KEYS)  # besides Config fields
 
 
 class SpaceError(ValueError):
@@ -221,7 +221,16 @@ class _Reader:
         base = Config.from_dict(fixed)
 
         variants = self.variants(raw["models"], base)
-        params = self.params(raw.get("search") or {}, fixed, variants)
+        search = dict(self.mapping("search", raw.get("search") or {}))
+        for name, other in budgets.items():  # a budget's own ranges for fields the space searches, all checked
+            ranges = self.mapping(f"budgets.{name}.search", other.get("search") or {})
+            for field in ranges:
+                if field not in search:
+                    raise self.error(f"budgets.{name}.search.{field}", "the space does not search it; a budget "
+                                     f"can give its own range only to a searched field ({', '.join(search)})")
+            if name != budget:
+                self.params({**search, **ranges}, fixed, variants)
+        params = self.params({**search, **(chosen.get("search") or {})}, fixed, variants)
 
         seeds = self.seeds("seeds", raw["seeds"]) if raw.get("seeds") is not None else ()
         if "seeds" in chosen:

@@ -183,3 +183,27 @@ def test_gpu_share_benchmark_sums_the_trials_rates(tmp_path, capsys):
 def test_step_benchmark_refuses_cuda_graphs_on_the_cpu():
     with pytest.raises(SystemExit, match="--cuda-graph needs --device cuda"):
         bench_step.main([*TINY_ARGS, "--cuda-graph"])
+
+
+def test_search_efficiency_counts_epochs_to_the_target_from_replayed_reports():
+    from benchmarks import search_efficiency as eff
+    from dvae.curves import Curve, CurveTable
+    table = CurveTable([Curve(0, {"variant": "vrnn"}, (10.0, 8.0, 7.0), (1.0,) * 3),
+                        Curve(1, {"variant": "vrnn"}, (9.0, 5.0, 4.0), (1.0,) * 3),
+                        Curve(2, {"variant": "vrnn"}, (12.0, 11.0, 2.0), (1.0,) * 3)])
+    # config 0 runs to its end, config 2 is stopped after one epoch, config 1 runs to its end
+    events = [(1, 0), (2, 0), (3, 0), (1, 2), (1, 1), (2, 1), (3, 1)]
+    points = eff.trajectory(events, table, max_t=3)
+    assert points == [(3, 7.0), (7, 4.0)]  # a stopped trial's good low-budget value never counts
+    assert eff.epochs_to(points, 4.0) == 7 and eff.epochs_to(points, 2.0) == float("inf")
+    runs = [{"method": "random", "points": [(6, 4.0)]}, {"method": "random", "points": [(9, 2.0)]},
+            {"method": "random", "points": [(8, 3.0)]},
+            {"method": "asha_tpe", "points": [(3, 2.0)]}, {"method": "asha_tpe", "points": [(5, 2.01)]}]
+    summary = eff.summarise(runs, table, max_t=3, epochs=10)
+    assert summary["table"]["best_val_loss"] == 2.0 and summary["table"]["target"] == 2.02
+    random, ours = summary["methods"]["random"], summary["methods"]["asha_tpe"]
+    assert random["epochs_to_target"]["median"] is None and random["reached_target"] == 1  # two never got there
+    assert ours["epochs_to_target"] == {"median": 4.0, "q1": 3.5, "q3": 4.5} and ours["reached_target"] == 2
+    assert summary["random_final_best"] == 3.0 and random["epochs_to_random_final"]["median"] == 9.0
+    assert ours["epochs_to_random_final"]["median"] == 4.0 and ours["ratio_to_random_random_final"] == 4.0 / 9.0
+    assert ours["ratio_to_random"] is None  # random search's median never reached the target

@@ -33,7 +33,7 @@ asha: {max_t: 10, grace_period: 2, reduction_factor: 3}
 num_samples: 4
 budgets:
   smoke: {epochs: 3, max_t: 3, grace_period: 1, num_samples: 2, seeds: [7]}
-  small: {}
+  small: {search: {z_dim: {int: [4, 16]}}}
   full: {}
 """
 
@@ -105,6 +105,11 @@ def test_a_valid_file_resolves_its_budget(tmp_path):
     assert smoke.seeds == (7,) and smoke.trials == 2
     cfg = smoke.config(smoke.variants[1], {"prior": "student_t", "student_df": 4.0})
     assert isinstance(cfg, Config) and cfg.model.name == "srnn" and cfg.train.ss_epochs == 5
+    # a budget gives a searched field its own range, the rest of the search as the file's
+    small = load_space(path, "small")
+    assert [(p.name, p.low, p.high) for p in small.params if p.kind == "int"] == [("z_dim", 4, 16)]
+    assert [p.describe() for p in small.params if p.name != "z_dim"] == [
+        p.describe() for p in full.params if p.name != "z_dim"]
 
 
 # (text of the broken file, the field the error must name, what it must say is allowed)
@@ -136,10 +141,15 @@ MISTAKES = {
     "unknown model": (edit("models: [vrnn,", "models: [vrnnn,"), "models[0]", ", ".join(MODEL_NAMES)),
     "variant of an unknown model": (edit("model: srnn,", "model: srn,"), "models.srnn_gm.model",
                                     ", ".join(MODEL_NAMES)),
-    "missing budget": (edit("  small: {}\n", ""), "budgets", "required: smoke, small, full"),
+    "missing budget": (edit("  small: {search: {z_dim: {int: [4, 16]}}}\n", ""), "budgets",
+                       "required: smoke, small, full"),
     "unknown budget key": (edit("smoke: {epochs: 3,", "smoke: {epoch: 3,"), "budgets.smoke.epoch",
-                           "num_samples, seeds, max_t"),
+                           "num_samples, seeds, search, max_t"),
     "bad budget value": (edit("smoke: {epochs: 3,", "smoke: {epochs: 0,"), "budgets.smoke.epochs", ">= 1"),
+    "budget range of an unsearched field": (edit("small: {search: {z_dim:", "small: {search: {h_dim:"),
+                                            "budgets.small.search.h_dim", "the space does not search it"),
+    "bad budget range": (edit("{z_dim: {int: [4, 16]}}", "{z_dim: {int: [16, 4]}}"), "search.z_dim.int",
+                         "must be below"),
     "grace period above max_t": (edit("grace_period: 2,", "grace_period: 20,"), "asha.grace_period", "<= max_t"),
     "max_t above epochs": (edit("max_t: 10,", "max_t: 50,"), "asha.max_t", "max_t must be <= epochs"),
     "reduction factor": (edit("reduction_factor: 3}", "reduction_factor: 1}"), "asha.reduction_factor",

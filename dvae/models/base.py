@@ -40,9 +40,6 @@ class DVAE(nn.Module):
     # The methods that run one frame of a recursion that needs the sampled z: `compile_steps`
     # compiles them. Everything else already runs over whole sequences.
     step_methods: tuple[str, ...] = ()
-    # The hidden widths of the decoder p(x_t | ·) that decoder_layers "auto" gives: the
-    # review's where a model's is not one layer of dense_dim.
-    review_decoder_layers: tuple[int, ...] | None = None
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -51,9 +48,10 @@ class DVAE(nn.Module):
         self.likelihood = build_likelihood(cfg.likelihood, cfg.x_dim, cfg.gaussian_variance == "learned")
 
     def decoder_widths(self) -> tuple[int, ...]:
-        if self.cfg.decoder_layers != "auto":
+        """The hidden widths of the decoder p(x_t | ·): decoder_layers, or one layer of dense_dim."""
+        if self.cfg.decoder_layers:
             return tuple(int(w) for w in self.cfg.decoder_layers.split(","))
-        return self.review_decoder_layers or (self.cfg.dense_dim,)
+        return (self.cfg.dense_dim,)
 
     def loss(self, x: torch.Tensor, kl_weight: float = 1.0, feedback_prob: float = 0.0) -> Loss:
         out = self(x, feedback_prob=feedback_prob)

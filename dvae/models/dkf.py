@@ -40,7 +40,6 @@ class GatedTransition(nn.Module):
 
 class DKF(DVAE):
     step_methods = ("q_step",)
-    review_decoder_layers = (32, 64, 128, 256)
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)

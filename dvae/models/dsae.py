@@ -22,8 +22,6 @@ from .layers import GaussianHead, last_state, lstm_step, mlp, reparameterise, sh
 
 
 class DSAE(DVAE):
-    review_decoder_layers = (32, 64, 128, 256)
-
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)
         D, Z, H, M, V = cfg.x_dim, cfg.z_dim, cfg.h_dim, cfg.dense_dim, cfg.v_dim

@@ -1,0 +1,286 @@
+"""How fast each search method finds a good model, on recorded learning curves.
+
+    python -m benchmarks.search_efficiency                       # every method, 30 repetitions each
+    python -m benchmarks.search_efficiency --resume              # go on after an interruption
+    python -m benchmarks.search_efficiency --repetitions 2 --epochs 60 --table T.csv --out /tmp/eff
+
+Replays searches of a space (default vrnn_priors at its small budget, the main job) on a
+table of learning curves from benchmarks/search_table.py: each trial reports the recorded
+curve nearest its configuration (dvae.curves), through the real Ray Tune machinery for the
+Ray methods (the project's trainable in replay mode, its searcher and scheduler classes),
+until the search has consumed `--epochs` epochs in all. Methods:
+
+- random, tpe: Optuna's random sampler or TPE, every trial to the full budget;
+- asha_random: ASHA with random sampling;
+- asha_tpe_ray: ASHA with Ray's OptunaSearch as it comes (an ASHA-stopped trial told to
+  the study as COMPLETE with its last, low-budget val_loss);
+- asha_tpe: ASHA with TPE as this project configures it (dvae.search: per-epoch values,
+  ASHA's stops as PRUNED, ASHA's records kept) - the default search;
+- optuna_hyperband: Optuna's own TPE with its Hyperband pruner, one trial at a time (no Ray).
+
+Per run it records the best full-budget val_loss found against epochs consumed; per method,
+the epochs needed to come within 1% of the table's best (and to reach random search's median
+final best), median and quartiles over the repetitions, and their ratio to random search's.
+Runs are appended to <out>/search_efficiency_runs.jsonl as they finish (what --resume keeps);
+the summary goes to <out>/search_efficiency.json and the figure to search_efficiency.png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+RAY_METHODS = ("random", "tpe", "asha_random", "asha_tpe_ray", "asha_tpe")
+METHODS = (*RAY_METHODS, "optuna_hyperband")
+TOLERANCE = 0.01  # "within 1% of the table's best"
+
+
+def full_budget_value(curve, max_t: int) -> float:
+    finite = [v for v in curve.val_loss[:max_t] if math.isfinite(v)]
+    return min(finite) if finite else math.inf
+
+
+def trajectory(events: list[tuple[int, int]], table, max_t: int) -> list[tuple[int, float]]:
+    """(epochs consumed, best full-budget val_loss so far) at each improvement, from the
+    reported (epoch, replayed configuration) events in the order they came."""
+    by_id = {c.config_id: c for c in table.curves}
+    best, points = math.inf, []
+    for used, (epoch, config_id) in enumerate(events, 1):
+        curve = by_id[config_id]
+        reached_end = epoch >= min(max_t, len(curve.val_loss))
+        if reached_end and full_budget_value(curve, max_t) < best:
+            best = full_budget_value(curve, max_t)
+            points.append((used, best))
+    return points
+
+
+def ray_run(method: str, space, table_path: Path, rep: int, epochs: int, concurrent: int) -> list[tuple[int, int]]:
+    """One replayed search through Ray Tune; the (epoch, configuration) of every report, in order."""
+    import optuna
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    from dvae import experiment, search
+
+    folder = Path(tempfile.mkdtemp(prefix=f"{method}-{rep}-", dir=os.environ.get("DVAE_BENCH_TMP")))
+    experiment.Settings(str(space.path), space.budget).write(folder, space.path)
+    random = method in ("random", "asha_random")
+    sampler = optuna.samplers.RandomSampler(seed=rep) if random else \
+        optuna.samplers.TPESampler(seed=rep, constant_liar=True)
+    searcher_class = OptunaSearch if method == "asha_tpe_ray" else search.StudySearch
+    searcher = searcher_class(search.OptunaSpace(space), metric=search.METRIC, mode=search.MODE, sampler=sampler)
+    if method in ("random", "tpe"):
+        scheduler = FIFOScheduler()
+    elif method == "asha_tpe":
+        scheduler = search.RecordedASHA(folder / experiment.ASHA_RECORDS, **space.asha)
+    else:
+        scheduler = ASHAScheduler(time_attr="epoch", **space.asha)
+    events: list[tuple[int, int]] = []
+
+    class Record(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            events.append((int(result["epoch"]), int(result["replayed_config"])))
+
+    class EpochBudget(tune.Stopper):
+        def __call__(self, trial_id, result):
+            return False
+
+        def stop_all(self):
+            return len(events) >= epochs
+
+    tuner = tune.Tuner(
+        tune.with_resources(search.trainable, {"cpu": 2 / concurrent}),
+        param_space=search.param_space(space, folder, {"replay": str(table_path), "replay_epoch_s": 0.0}),
+        tune_config=tune.TuneConfig(metric=search.METRIC, mode=search.MODE, scheduler=scheduler,
+                                    search_alg=ConcurrencyLimiter(searcher, max_concurrent=concurrent),
+                                    num_samples=10_000, reuse_actors=True),
+        run_config=tune.RunConfig(storage_path=str(folder / "ray"), name="run", stop=EpochBudget(), verbose=0,
+                                  callbacks=[Record()],
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+    )
+    try:
+        tuner.fit()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return events[:epochs]
+
+
+def optuna_run(space, table, rep: int, epochs: int) -> list[tuple[int, int]]:
+    """Optuna's TPE with its Hyperband pruner on the same curves, one trial at a time."""
+    import optuna
+
+    from dvae.search import OptunaSpace
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    asha = space.asha
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=rep), pruner=optuna.pruners.HyperbandPruner(
+        min_resource=asha["grace_period"], max_resource=asha["max_t"], reduction_factor=asha["reduction_factor"]))
+    propose = OptunaSpace(space)
+    events: list[tuple[int, int]] = []
+
+    def objective(trial):
+        propose(trial)
+        curve = table.nearest(dict(trial.params), space.params)
+        for epoch, value in enumerate(curve.val_loss[:asha["max_t"]], 1):
+            if len(events) >= epochs:
+                raise optuna.TrialPruned()
+            events.append((epoch, curve.config_id))
+            if not math.isfinite(value):
+                raise optuna.TrialPruned()
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return full_budget_value(curve, asha["max_t"])
+
+    while len(events) < epochs:
+        study.optimize(objective, n_trials=1)
+    return events
+
+
+def epochs_to(points: list[tuple[int, float]], target: float) -> float:
+    return next((used for used, best in points if best <= target), math.inf)
+
+
+def quartiles(values: list[float]) -> dict:
+    """Median and quartiles; a run that never got there counts as infinitely many epochs, and
+    a quartile among those is None."""
+    if not values:
+        return {"median": None, "q1": None, "q3": None}
+    never = 1e300  # a stand-in for inf that interpolates without nan
+    q1, median, q3 = np.percentile(np.minimum(np.array(values, dtype=float), never), [25, 50, 75])
+    return {k: (None if v > never * 1e-10 else _plain(v)) for k, v in (("median", median), ("q1", q1), ("q3", q3))}
+
+
+def summarise(runs: list[dict], table, max_t: int, epochs: int) -> dict:
+    best = min(full_budget_value(c, max_t) for c in table.curves)
+    target = best + TOLERANCE * abs(best)
+    by_method = {m: [r for r in runs if r["method"] == m] for m in METHODS if any(r["method"] == m for r in runs)}
+    finals = {m: [r["points"][-1][1] if r["points"] else math.inf for r in rs] for m, rs in by_method.items()}
+    random_final = float(np.median(finals["random"])) if "random" in finals else math.nan
+    summary = {}
+    for method, method_runs in by_method.items():
+        to_target = [epochs_to(r["points"], target) for r in method_runs]
+        to_random = [epochs_to(r["points"], random_final) for r in method_runs]
+        summary[method] = {"repetitions": len(method_runs), "epochs_to_target": quartiles(to_target),
+                           "reached_target": sum(math.isfinite(e) for e in to_target),
+                           "epochs_to_random_final": quartiles(to_random), "final_best": quartiles(finals[method])}
+    for method, entry in summary.items():
+        for key in ("epochs_to_target", "epochs_to_random_final"):
+            ours, theirs = entry[key]["median"], summary.get("random", {}).get(key, {}).get("median")
+            ok = ours is not None and theirs not in (None, 0)
+            entry[f"ratio_to_random_{key.removeprefix('epochs_to_')}"] = _plain(ours / theirs) if ok else None
+        entry["ratio_to_random"] = entry["ratio_to_random_target"]
+    return {"table": {"configurations": len(table.curves), "best_val_loss": best, "target": target,
+                      "tolerance": TOLERANCE, "max_t": max_t},
+            "epochs_per_run": epochs, "random_final_best": _plain(random_final), "methods": summary}
+
+
+def plot(runs: list[dict], epochs: int, path: Path) -> None:
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    grid = np.arange(1, epochs + 1)
+    for method in METHODS:
+        curves = []
+        for run in (r for r in runs if r["method"] == method):
+            best, i, curve = math.inf, 0, []
+            for used in grid:
+                while i < len(run["points"]) and run["points"][i][0] <= used:
+                    best = run["points"][i][1]
+                    i += 1
+                curve.append(best)
+            curves.append(curve)
+        if curves:
+            q1, median, q3 = np.percentile(np.array(curves), [25, 50, 75], axis=0)
+            line, = ax.plot(grid, median, label=method)
+            ax.fill_between(grid, q1, q3, color=line.get_color(), alpha=0.15)
+    ax.set(xlabel="epochs consumed", ylabel="best full-budget val_loss found", title="Search efficiency (median, quartiles)")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def _plain(value):
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--space", default="vrnn_priors")
+    p.add_argument("--budget", default="small")
+    p.add_argument("--table", help="the curves (default benchmarks/results/search_table_<space>_<budget>.csv)")
+    p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
+    p.add_argument("--repetitions", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=600, help="epochs each search may consume (default 600)")
+    p.add_argument("--concurrent", type=int, default=2, help="trials at once in the Ray methods (default 2)")
+    p.add_argument("--out", default=str(RESULTS), help="folder of the results (default benchmarks/results)")
+    p.add_argument("--resume", action="store_true", help="keep the runs already recorded")
+    args = p.parse_args(argv)
+
+    from dvae.curves import CurveTable
+    from dvae.spaces import SpaceError, load_space, space_path
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    try:
+        if unknown:
+            raise ValueError(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+        if min(args.repetitions, args.epochs, args.concurrent) < 1:
+            raise ValueError("--repetitions, --epochs and --concurrent must be at least 1")
+        space = load_space(str(space_path(args.space)), args.budget)
+        if not space.asha:
+            raise ValueError(f"{args.space} ({args.budget}) has no ASHA settings to compare against")
+        table_path = Path(args.table or RESULTS / f"search_table_{space.name}_{args.budget}.csv").resolve()
+        table = CurveTable.read(table_path)
+    except (SpaceError, ValueError, OSError) as e:
+        print(f"benchmarks.search_efficiency: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs_file = out / "search_efficiency_runs.jsonl"
+    if runs_file.exists() and not args.resume:
+        print(f"benchmarks.search_efficiency: {runs_file} exists; go on with --resume or choose another --out",
+              file=sys.stderr)
+        return 2
+    runs = [json.loads(line) for line in runs_file.read_text().splitlines()] if runs_file.exists() else []
+    done = {(r["method"], r["repetition"]) for r in runs if r["epochs"] == args.epochs}
+    runs = [r for r in runs if r["epochs"] == args.epochs]
+    todo = [(m, rep) for rep in range(args.repetitions) for m in methods if (m, rep) not in done]
+    print(f"{len(table.curves)} recorded configurations; {len(done)} runs kept, {len(todo)} to go", flush=True)
+    if any(m in RAY_METHODS for m, _ in todo):
+        import ray
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 _temp_dir=tempfile.mkdtemp(prefix="rs", dir="/tmp"))
+    max_t = space.asha["max_t"]
+    for method, rep in todo:
+        events = (ray_run(method, space, table_path, rep, args.epochs, args.concurrent) if method in RAY_METHODS
+                  else optuna_run(space, table, rep, args.epochs))
+        run = {"method": method, "repetition": rep, "epochs": args.epochs, "consumed": len(events),
+               "points": trajectory(events, table, max_t)}
+        runs.append(run)
+        with open(runs_file, "a") as f:
+            f.write(json.dumps(run) + "\n")
+        final = run["points"][-1][1] if run["points"] else math.inf
+        print(f"{method} #{rep}: best {final:.2f} after {len(events)} epochs", flush=True)
+    summary = summarise(runs, table, max_t, args.epochs)
+    (out / "search_efficiency.json").write_text(json.dumps(summary, indent=1) + "\n")
+    plot(runs, args.epochs, out / "search_efficiency.png")
+    for method, entry in summary["methods"].items():
+        e = entry["epochs_to_target"]
+        print(f"{method:<18} epochs to within 1% of the best: median {e['median']} [{e['q1']}, {e['q3']}], "
+              f"x{entry['ratio_to_random']} random's; reached in {entry['reached_target']}/{entry['repetitions']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
