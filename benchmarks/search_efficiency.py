@@ -16,6 +16,7 @@ until the search has consumed `--epochs` epochs in all. Methods:
   the study as COMPLETE with its last, low-budget val_loss);
 - asha_tpe: ASHA with TPE as this project configures it (dvae.search: per-epoch values,
   ASHA's stops as PRUNED, ASHA's records kept) - the default search;
+- bohb: Ray's TuneBOHB with HyperBand for BOHB (needs `pip install hpbandster ConfigSpace`);
 - optuna_hyperband: Optuna's own TPE with its Hyperband pruner, one trial at a time (no Ray).
 
 Per run it records the best full-budget val_loss found against epochs consumed; per method,
@@ -33,12 +34,13 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
-RAY_METHODS = ("random", "tpe", "asha_random", "asha_tpe_ray", "asha_tpe")
+RAY_METHODS = ("random", "tpe", "asha_random", "asha_tpe_ray", "asha_tpe", "bohb")
 METHODS = (*RAY_METHODS, "optuna_hyperband")
 TOLERANCE = 0.01  # "within 1% of the table's best"
 
@@ -62,6 +64,27 @@ def trajectory(events: list[tuple[int, int]], table, max_t: int) -> list[tuple[i
     return points
 
 
+def config_space(space, seed: int):
+    """The space as a ConfigSpace for BOHB, conditional fields as conditions."""
+    import ConfigSpace as CS
+    cs = CS.ConfigurationSpace(seed=seed)
+    hyperparameters = {}
+    for param in space.params:
+        if param.kind == "choice":
+            hp = CS.CategoricalHyperparameter(param.name, list(param.choices))
+        elif param.kind == "int":
+            hp = CS.UniformIntegerHyperparameter(param.name, int(param.low), int(param.high), log=param.log)
+        else:
+            hp = CS.UniformFloatHyperparameter(param.name, param.low, param.high, log=param.kind == "loguniform")
+        hyperparameters[param.name] = hp
+        cs.add(hp)
+    for param in space.params:
+        if param.when:
+            parent, values = param.when
+            cs.add(CS.InCondition(hyperparameters[param.name], hyperparameters[parent], list(values)))
+    return cs
+
+
 def ray_run(method: str, space, table_path: Path, rep: int, epochs: int, concurrent: int) -> list[tuple[int, int]]:
     """One replayed search through Ray Tune; the (epoch, configuration) of every report, in order."""
     import optuna
@@ -74,17 +97,27 @@ def ray_run(method: str, space, table_path: Path, rep: int, epochs: int, concurr
 
     folder = Path(tempfile.mkdtemp(prefix=f"{method}-{rep}-", dir=os.environ.get("DVAE_BENCH_TMP")))
     experiment.Settings(str(space.path), space.budget).write(folder, space.path)
-    random = method in ("random", "asha_random")
-    sampler = optuna.samplers.RandomSampler(seed=rep) if random else \
-        optuna.samplers.TPESampler(seed=rep, constant_liar=True)
-    searcher_class = OptunaSearch if method == "asha_tpe_ray" else search.StudySearch
-    searcher = searcher_class(search.OptunaSpace(space), metric=search.METRIC, mode=search.MODE, sampler=sampler)
-    if method in ("random", "tpe"):
-        scheduler = FIFOScheduler()
-    elif method == "asha_tpe":
-        scheduler = search.RecordedASHA(folder / experiment.ASHA_RECORDS, **space.asha)
+    shared = search.param_space(space, folder, {"replay": str(table_path), "replay_epoch_s": 0.0})
+    if method == "bohb":
+        from ray.tune.schedulers import HyperBandForBOHB
+        from ray.tune.search.bohb import TuneBOHB
+        (variant,) = space.variants  # BOHB samples the fields; the model is the space's one
+        shared = {**shared, **variant.overrides, "variant": variant.name}
+        searcher = TuneBOHB(config_space(space, rep), metric=search.METRIC, mode=search.MODE, seed=rep)
+        scheduler = HyperBandForBOHB(time_attr="epoch", max_t=space.asha["max_t"],
+                                     reduction_factor=space.asha["reduction_factor"])
     else:
-        scheduler = ASHAScheduler(time_attr="epoch", **space.asha)
+        random = method in ("random", "asha_random")
+        sampler = optuna.samplers.RandomSampler(seed=rep) if random else \
+            optuna.samplers.TPESampler(seed=rep, constant_liar=True)
+        searcher_class = OptunaSearch if method == "asha_tpe_ray" else search.StudySearch
+        searcher = searcher_class(search.OptunaSpace(space), metric=search.METRIC, mode=search.MODE, sampler=sampler)
+        if method in ("random", "tpe"):
+            scheduler = FIFOScheduler()
+        elif method == "asha_tpe":
+            scheduler = search.RecordedASHA(folder / experiment.ASHA_RECORDS, **space.asha)
+        else:
+            scheduler = ASHAScheduler(time_attr="epoch", **space.asha)
     events: list[tuple[int, int]] = []
 
     class Record(tune.Callback):
@@ -100,7 +133,7 @@ def ray_run(method: str, space, table_path: Path, rep: int, epochs: int, concurr
 
     tuner = tune.Tuner(
         tune.with_resources(search.trainable, {"cpu": 2 / concurrent}),
-        param_space=search.param_space(space, folder, {"replay": str(table_path), "replay_epoch_s": 0.0}),
+        param_space=shared,
         tune_config=tune.TuneConfig(metric=search.METRIC, mode=search.MODE, scheduler=scheduler,
                                     search_alg=ConcurrencyLimiter(searcher, max_concurrent=concurrent),
                                     num_samples=10_000, reuse_actors=True),
@@ -200,13 +233,26 @@ def plot(runs: list[dict], epochs: int, path: Path) -> None:
                 curve.append(best)
             curves.append(curve)
         if curves:
-            q1, median, q3 = np.percentile(np.array(curves), [25, 50, 75], axis=0)
+            found = np.array(curves)
+            found[~np.isfinite(found)] = np.nan  # before a run's first full-budget trial
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # epochs where no run has found one yet
+                q1, median, q3 = np.nanpercentile(found, [25, 50, 75], axis=0)
             line, = ax.plot(grid, median, label=method)
             ax.fill_between(grid, q1, q3, color=line.get_color(), alpha=0.15)
     ax.set(xlabel="epochs consumed", ylabel="best full-budget val_loss found", title="Search efficiency (median, quartiles)")
     ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def bohb_installed() -> bool:
+    try:
+        import ConfigSpace  # noqa: F401
+        import hpbandster  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _plain(value):
@@ -219,7 +265,8 @@ def main(argv=None) -> int:
     p.add_argument("--space", default="vrnn_priors")
     p.add_argument("--budget", default="small")
     p.add_argument("--table", help="the curves (default benchmarks/results/search_table_<space>_<budget>.csv)")
-    p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
+    p.add_argument("--methods", help=f"comma-separated, of {', '.join(METHODS)} (default: all; bohb where "
+                                      "hpbandster and ConfigSpace are installed)")
     p.add_argument("--repetitions", type=int, default=30)
     p.add_argument("--epochs", type=int, default=600, help="epochs each search may consume (default 600)")
     p.add_argument("--concurrent", type=int, default=2, help="trials at once in the Ray methods (default 2)")
@@ -229,11 +276,17 @@ def main(argv=None) -> int:
 
     from dvae.curves import CurveTable
     from dvae.spaces import SpaceError, load_space, space_path
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = [m.strip() for m in (args.methods or ",".join(METHODS)).split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     try:
         if unknown:
             raise ValueError(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+        if "bohb" in methods and not bohb_installed():
+            if args.methods:
+                raise ValueError("--methods bohb needs `pip install hpbandster ConfigSpace`; leave bohb out "
+                                 "or install them")
+            methods.remove("bohb")
+            print("bohb left out: `pip install hpbandster ConfigSpace` to include it", flush=True)
         if min(args.repetitions, args.epochs, args.concurrent) < 1:
             raise ValueError("--repetitions, --epochs and --concurrent must be at least 1")
         space = load_space(str(space_path(args.space)), args.budget)
