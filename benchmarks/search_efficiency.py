@@ -111,7 +111,9 @@ def ray_run(method: str, space, table_path: Path, rep: int, epochs: int, concurr
         sampler = optuna.samplers.RandomSampler(seed=rep) if random else \
             optuna.samplers.TPESampler(seed=rep, constant_liar=True)
         searcher_class = OptunaSearch if method == "asha_tpe_ray" else search.StudySearch
-        searcher = searcher_class(search.OptunaSpace(space), metric=search.METRIC, mode=search.MODE, sampler=sampler)
+        extra = {} if method == "asha_tpe_ray" else {"max_t": space.asha["max_t"]}
+        searcher = searcher_class(search.OptunaSpace(space), metric=search.METRIC, mode=search.MODE, sampler=sampler,
+                                  **extra)
         if method in ("random", "tpe"):
             scheduler = FIFOScheduler()
         elif method == "asha_tpe":

@@ -108,9 +108,9 @@ class StudySearch(OptunaSearch):
 
     - Every epoch's val_loss is an intermediate value at its epoch (OptunaSearch would use
       Tune's iteration count, which restarts behind the epoch when a trial resumes).
-    - A trial ASHA stopped is PRUNED, not COMPLETE with its last low-budget loss as if it
-      were final (what OptunaSearch tells): TPE ranks a pruned trial by how far it got and
-      its last intermediate value, below every trial that went further.
+    - A trial ASHA stopped before its max_t is PRUNED, not COMPLETE with its last low-budget
+      loss as if it were final (what OptunaSearch tells): TPE ranks a pruned trial by how far
+      it got and its last intermediate value, below every trial that went further.
     - A trial that ran to its end (or stopped early by its own patience) is COMPLETE with
       its best val_loss: the figure of the checkpoint it is judged by.
     - A diverged trial (NaN val_loss) is FAIL: Optuna refuses NaN as a value, and the trial
@@ -122,13 +122,18 @@ class StudySearch(OptunaSearch):
     results are only not written to the study (Tune still records them).
     """
 
+    def __init__(self, *args, max_t: Optional[int] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_t = max_t  # ASHA's full budget: a trial stopped there is not pruned
+
     def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
         value = (result or {}).get(METRIC)
         if result and trial_id not in self._completed_trials:
             self.report_epoch(trial_id, result)  # Tune hands the last epoch's result only to this call
         if value is not None and not math.isfinite(value):
             result, error = None, True  # diverged: FAIL
-        elif result and not error and result.get("stop_reason") is None:
+        elif (result and not error and result.get("stop_reason") is None
+              and result.get("epoch", 0) < (getattr(self, "max_t", None) or math.inf)):
             result = None  # stopped from outside mid-run, by ASHA: PRUNED
         elif result and not error:
             result = {**result, METRIC: result.get("best_val_loss", value)}
@@ -346,6 +351,7 @@ def build_tuner(space: Space, experiment_dir: Path, resources: Resources, callba
         points_to_evaluate=[] if begun else variant_queue(space),
         # constant_liar: trials still running count as bad guesses, so concurrent trials spread out
         sampler=optuna.samplers.TPESampler(seed=SAMPLER_SEED, constant_liar=True),
+        max_t=space.asha["max_t"] if space.asha else None,
         study_name=experiment_dir.name,
         storage=optuna.storages.RDBStorage(study_storage(experiment_dir)),
     )

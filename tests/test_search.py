@@ -138,6 +138,29 @@ def test_a_checkpoint_deleted_after_the_last_snapshot_is_replaced_by_the_newest(
     assert sorted(p.name for p in (tmp_path / "finished").iterdir()) == ["checkpoint_000001"]
 
 
+def test_the_study_is_told_each_trials_outcome_and_every_epoch(space):
+    from dvae.search import StudySearch
+    searcher = StudySearch(OptunaSpace(space), metric="val_loss", mode="min", max_t=4,
+                           sampler=optuna.samplers.RandomSampler(seed=0))
+    outcomes = {  # the last result of each trial, as Tune hands it to on_trial_complete
+        "stopped at a rung": {"epoch": 2, "val_loss": 3.0, "best_val_loss": 3.0, "stop_reason": None},
+        "stopped at max_t": {"epoch": 4, "val_loss": 2.5, "best_val_loss": 2.0, "stop_reason": None},
+        "completed": {"epoch": 4, "val_loss": 2.2, "best_val_loss": 1.5, "stop_reason": "completed"},
+        "diverged": {"epoch": 2, "val_loss": float("nan"), "best_val_loss": 9.0, "stop_reason": "diverged at epoch 2"},
+    }
+    for trial_id, last in outcomes.items():
+        searcher.suggest(trial_id)
+        searcher.on_trial_result(trial_id, {"epoch": 1, "val_loss": 9.0})
+        searcher.on_trial_result(trial_id, {"epoch": 1, "val_loss": 9.5})  # a resumed trial repeats an epoch
+        searcher.on_trial_complete(trial_id, last)
+    State = optuna.trial.TrialState
+    trials = searcher._ot_study.get_trials(states=(State.PRUNED, State.COMPLETE, State.FAIL))  # not the seeds queued
+    # a pruned trial keeps its last intermediate value, which TPE ranks it by
+    assert [(t.state, t.value) for t in trials] == [(State.PRUNED, 3.0), (State.COMPLETE, 2.0),
+                                                    (State.COMPLETE, 1.5), (State.FAIL, None)]
+    assert [t.intermediate_values for t in trials] == [{1: 9.0, 2: 3.0}, {1: 9.0, 4: 2.5}, {1: 9.0, 4: 2.2}, {1: 9.0}]
+
+
 def test_resources_fit_fractional_gpus():
     assert Resources.fit(16, 1, 1, 0.25).max_concurrent == 4
     assert Resources.fit(2, 1, 1, 0.25).max_concurrent == 2  # the CPUs run out first
