@@ -24,7 +24,10 @@ Resuming (`restore_tuner`): Tune restores its trials and the searcher from its l
 snapshot, while the study in SQLite is always current; the two are reconciled so that
 every configuration is accounted for (see `requeue_orphans` and `StudySearch`), and a
 checkpoint the snapshot names but Tune has since deleted is replaced by the trial's
-newest one (`recover_lost_checkpoints`).
+newest one (`recover_lost_checkpoints`). ASHA's rung records, which Tune does not restore,
+are kept in the experiment folder and read back (`RecordedASHA`).
+
+A replayed search (`replay`) runs the same machinery on recorded learning curves.
 """
 from __future__ import annotations
 
