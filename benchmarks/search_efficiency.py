@@ -45,11 +45,6 @@ METHODS = (*RAY_METHODS, "optuna_hyperband")
 TOLERANCE = 0.01  # "within 1% of the table's best"
 
 
-def full_budget_value(curve, max_t: int) -> float:
-    finite = [v for v in curve.val_loss[:max_t] if math.isfinite(v)]
-    return min(finite) if finite else math.inf
-
-
 def trajectory(events: list[tuple[int, int]], table, max_t: int) -> list[tuple[int, float]]:
     """(epochs consumed, best full-budget val_loss so far) at each improvement, from the
     reported (epoch, replayed configuration) events in the order they came."""
@@ -58,8 +53,8 @@ def trajectory(events: list[tuple[int, int]], table, max_t: int) -> list[tuple[i
     for used, (epoch, config_id) in enumerate(events, 1):
         curve = by_id[config_id]
         reached_end = epoch >= min(max_t, len(curve.val_loss))
-        if reached_end and full_budget_value(curve, max_t) < best:
-            best = full_budget_value(curve, max_t)
+        if reached_end and curve.best(max_t) < best:
+            best = curve.best(max_t)
             points.append((used, best))
     return points
 
@@ -174,7 +169,7 @@ def optuna_run(space, table, rep: int, epochs: int) -> list[tuple[int, int]]:
             trial.report(value, epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned()
-        return full_budget_value(curve, asha["max_t"])
+        return curve.best(asha["max_t"])
 
     while len(events) < epochs:
         study.optimize(objective, n_trials=1)
@@ -196,7 +191,7 @@ def quartiles(values: list[float]) -> dict:
 
 
 def summarise(runs: list[dict], table, max_t: int, epochs: int) -> dict:
-    best = min(full_budget_value(c, max_t) for c in table.curves)
+    best = min(c.best(max_t) for c in table.curves)
     target = best + TOLERANCE * abs(best)
     by_method = {m: [r for r in runs if r["method"] == m] for m in METHODS if any(r["method"] == m for r in runs)}
     finals = {m: [r["points"][-1][1] if r["points"] else math.inf for r in rs] for m, rs in by_method.items()}

@@ -100,8 +100,7 @@ def main(argv=None) -> int:
     curves = {c.config_id: c for c in CurveTable.read(out).curves} if out.exists() else {}
     configurations = sampled_configurations(space, args.configs)
     for config_id, curve in curves.items():
-        if config_id >= len(configurations) or {k: v for k, v in curve.params.items()} != {
-                k: v for k, v in configurations[config_id].items()}:
+        if config_id >= len(configurations) or curve.params != configurations[config_id]:
             print(f"benchmarks.search_table: {out} holds configuration {config_id} as {curve.params}, not as "
                   "this space samples it; it is another space's table", file=sys.stderr)
             return 2

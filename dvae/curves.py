@@ -38,10 +38,9 @@ class Curve:
     val_loss: tuple[float, ...]  # epoch 1, 2, ...
     epoch_time_s: tuple[float, ...]
 
-    @property
-    def best(self) -> float:
-        finite = [v for v in self.val_loss if math.isfinite(v)]
-        return min(finite) if finite else math.nan
+    def best(self, epochs: Optional[int] = None) -> float:
+        """The lowest val_loss within the first `epochs` epochs (all: None); inf if none is finite."""
+        return min((v for v in self.val_loss[:epochs] if math.isfinite(v)), default=math.inf)
 
 
 class CurveTable:
@@ -109,7 +108,7 @@ class CurveTable:
     @property
     def best(self) -> float:
         """The lowest val_loss any configuration reached at any epoch."""
-        return min(c.best for c in self.curves if math.isfinite(c.best))
+        return min(c.best() for c in self.curves)
 
 
 def _value(text: str):
