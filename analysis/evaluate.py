@@ -42,7 +42,7 @@ from dvae.evaluation import METRIC_LABELS
 from . import review
 from .leaderboard import TABLE_CSS, html_table, markdown_table, top_per_model
 from .results import (CONFIG, DERIVED_ROWS, GENERATION_MODE_MODELS, at_least_one, file_to_write, latest_rows,
-                      load_trials, model_label, ordered_models, ranking_parser, searched_parameters)
+                      load_trials, model_label, ordered_models, ranking_parser, searched_parameters, upload_evaluations)
 
 _log = logging.getLogger(__name__)
 # The table's metrics, in the review's order; RMSE is in evaluations.csv only.
@@ -265,6 +265,7 @@ def main(argv=None) -> int:
         print(f"analysis.evaluate: no ranked trial with a best checkpoint to score (a trial is ranked once it "
               f"reports a finite {args.sort})", file=sys.stderr)
         return 1
+    upload_evaluations(args)
     paths = write(evaluations, args.out or args.experiments[0], trials, args.experiments[0], args.review_json)
     print(paths[2].read_text())
     print(Path(args.out or args.experiments[0], "review.md").read_text())

@@ -39,7 +39,7 @@ from . import review
 from . import plots
 from .leaderboard import TABLE_CSS, best_per_model, html_table, sections
 from .results import (GENERATION_MODE_MODELS, STATUSES, at_least_one, load, model_label, ordered_models,
-                      ranking_parser)
+                      ranking_parser, upload_evaluations)
 
 
 @dataclass
@@ -285,6 +285,7 @@ def main(argv=None) -> int:
     except (FileNotFoundError, KeyError) as e:
         print(f"analysis.report: {e.args[0]}", file=sys.stderr)
         return 2
+    upload_evaluations(args)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
 

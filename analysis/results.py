@@ -42,7 +42,8 @@ import pandas as pd
 
 from dvae import logs
 from dvae.experiment import BOOKKEEPING as SEARCH_BOOKKEEPING
-from dvae.experiment import best_checkpoint, read_params, read_results, result_path, study_path, trial_dirs
+from dvae.experiment import (ExperimentError, Location, best_checkpoint, evaluation_files, is_uri, local_copy,
+                             read_params, read_results, result_path, study_path, trial_dirs)
 from dvae.config import ModelConfig, TrainConfig
 
 # The DVAE review's order of models (Girin et al. 2021, Tables 2 and 3), and its labels.
@@ -141,6 +142,7 @@ def read_trial(trial_dir: Path, experiment: str) -> tuple[dict, list[dict]]:
         **test_scores(checkpoint, model in GENERATION_MODE_MODELS),
         "checkpoint": str(checkpoint) if checkpoint else None,
         "trial_dir": str(trial_dir.absolute()),
+        # (searches before trials wrote into Tune's storage recorded the driver's folder)
         **{CONFIG + k: v for k, v in params.items() if k != "experiment_dir"},
     }
     return row, curves
@@ -247,21 +249,36 @@ def ranking_parser(prog: str, description: str, k: int, k_help: str, out_help: s
 
 
 def add_experiments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("experiments", nargs="+", type=Path, action=_Distinct,
-                        help="experiment folders (<storage>/<name>)")
+    parser.add_argument("experiments", nargs="+", action=_Experiments,
+                        help="experiment folders (<storage>/<name>), or experiments on a URI storage "
+                             "(s3://bucket/x/<name>), read from a local copy kept up to date")
 
 
-class _Distinct(argparse.Action):
-    """Keeps the first of folders given more than once (however spelt): read twice, each of
-    their trials would count as two."""
+class _Experiments(argparse.Action):
+    """The experiments as local folders: one on a URI storage is downloaded first (its copy
+    recorded in `stored`, for scores to go back: `upload_evaluations`), and of folders given
+    more than once (however spelt) the first is kept: read twice, each trial would count twice."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        seen, distinct = set(), []
-        for path in values:
-            if path.resolve() not in seen:
-                seen.add(path.resolve())
-                distinct.append(path)
+        seen, distinct, stored = set(), [], {}
+        for given in values:
+            try:
+                folder = local_copy(given)
+            except (ExperimentError, FileNotFoundError, OSError) as e:
+                parser.error(f"{given}: {e}")
+            if folder.resolve() not in seen:
+                seen.add(folder.resolve())
+                distinct.append(folder)
+                if is_uri(given):
+                    stored[folder] = Location.parse(given)
         setattr(namespace, self.dest, distinct)
+        namespace.stored = stored
+
+
+def upload_evaluations(args: argparse.Namespace) -> None:
+    """The scores and audio written into local copies of stored experiments, back to their storage."""
+    for folder, location in getattr(args, "stored", {}).items():
+        location.upload(folder, evaluation_files(folder))
 
 
 def at_least_one(text: str) -> int:

@@ -91,8 +91,7 @@ def ray_run(method: str, space, table_path: Path, rep: int, epochs: int, concurr
     from dvae import experiment, search
 
     folder = Path(tempfile.mkdtemp(prefix=f"{method}-{rep}-", dir=os.environ.get("DVAE_BENCH_TMP")))
-    experiment.Settings(str(space.path), space.budget).write(folder, space.path)
-    shared = search.param_space(space, folder, {"replay": str(table_path), "replay_epoch_s": 0.0})
+    shared = search.param_space(space, search.replay_settings(space, str(table_path)))
     if method == "bohb":
         from ray.tune.schedulers import HyperBandForBOHB
         from ray.tune.search.bohb import TuneBOHB

@@ -7,13 +7,16 @@
     python tune_runner.py --space mel_study --set corpus=vctk --set data_root=/data/VCTK   # fix more fields
     python tune_runner.py --space vrnn_priors --name my-run --resume     # after an interruption
     ray start --head; python tune_runner.py --space kl_warmup --address auto --storage /shared/exp
+    python tune_runner.py --space kl_warmup --address auto --storage s3://bucket/exp   # nodes share no disk
 
 Budgets (every space has all three): smoke = a few minutes on 2 CPU cores, to check that
 everything runs; small (the default) = a laptop CPU in well under an hour: a few hundred
 utterances, smaller networks, ~20 epochs; full = the space's real settings, for GPUs or
-a cluster. Results go to <storage>/<name>/: one folder per trial (TensorBoard events
-under tb/, checkpoints), the Optuna study in optuna.db, Tune's experiment state, and
-a copy of the space file, which --resume reads.
+a cluster. Results go to <storage>/<name>/ (dvae.experiment): one folder per trial
+(TensorBoard events under tb/, checkpoints), the Optuna study in optuna.db, Tune's
+experiment state, and a copy of the space file, which --resume reads. Storage may be a
+URI (s3://, gs://, file://): the runner then keeps its own files in a local folder and
+uploads them as it goes.
 
 Everything that can be checked is checked before Ray starts; a problem ends the run
 with one message and exit status 2.
@@ -28,7 +31,7 @@ import os
 import sys
 import textwrap
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from dvae import experiment, logs
 from dvae.spaces import BUDGETS, Space, SpaceError, descriptions, load_space
@@ -59,12 +62,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--replay-epoch-s", type=_finite, metavar="SECONDS",
                    help="with --replay: how long each replayed epoch takes (default 0)")
     p.add_argument("--name", help="experiment name (default: <space>-<budget>-<date>); needed with --resume")
-    p.add_argument("--storage", default="experiments", help="folder of experiments (default: ./experiments)")
+    p.add_argument("--storage", default="experiments",
+                   help="folder of experiments (default: ./experiments), or a URI (s3://bucket/x, gs://..., "
+                        "file:///x) for a cluster whose nodes share no disk")
     p.add_argument("--resume", action="store_true", help="continue the interrupted experiment --name")
     p.add_argument("--dry-run", action="store_true",
                    help="print the space, fixed config, distributions, budget and resources; start nothing")
     p.add_argument("--address", help="join a running Ray cluster (e.g. 'auto' after `ray start --head`); "
-                   "with several nodes --storage must be a folder every node sees")
+                   "with several nodes --storage must be a folder every node sees, or a URI")
     p.add_argument("--cpus-per-trial", type=_finite, default=1.0, help="CPU cores per trial (default 1)")
     p.add_argument("--gpus-per-trial", type=_finite,
                    help="GPUs per trial; fractions share a GPU (0.25: four trials each). Default: 1 with a GPU, else 0")
@@ -137,7 +142,7 @@ class Plan:
     args: argparse.Namespace
     settings: experiment.Settings  # what the search was started with (read back on --resume)
     space: Space
-    experiment_dir: Path
+    location: experiment.Location
     cpus: float
     gpus: float
     gpus_per_trial: float
@@ -158,24 +163,37 @@ class Plan:
             raise UsageError(f"--max-concurrent must be at least 1, got {args.max_concurrent}")
         if args.space and args.space.endswith((".yaml", ".yml")):  # a file of one's own: remembered absolute
             args.space = str(Path(args.space).resolve())
-        storage = Path(args.storage).expanduser().resolve()
-        _check_writable(storage)
+        if experiment.is_uri(args.storage):
+            storage = args.storage.rstrip("/")
+            try:
+                experiment.Location(storage, "-").filesystem()
+            except experiment.ExperimentError as e:
+                raise UsageError(f"--{e}") from None
+        else:
+            storage = Path(args.storage).expanduser().resolve()
+            _check_writable(storage)
         if args.name is not None and (not args.name.strip(". ") or "/" in args.name):
             raise UsageError(f"--name {args.name!r}: a folder name inside --storage, without '/'")
 
         restore = False
         if args.resume:
             if not args.name:
-                raise UsageError("--resume needs --name: the experiment to continue" + experiment.listing(storage))
-            experiment_dir = storage / args.name
+                raise UsageError("--resume needs --name: the experiment to continue"
+                                 + ("" if experiment.is_uri(storage) else experiment.listing(storage)))
+            location = experiment.Location(str(storage), args.name)
             try:
-                settings = experiment.Settings.read(experiment_dir).resumed_with(
+                if location.remote and not (location.local / experiment.SETTINGS_FILE).is_file():
+                    # resumed on another machine: the runner's files from storage
+                    location.download(location.local, top_level=True)
+                settings = experiment.Settings.read(location.local).resumed_with(
                     {key: getattr(args, key) for key in experiment.Settings.fields()})
             except experiment.ExperimentError as e:
                 raise UsageError(str(e)) from None
+            except FileNotFoundError as e:
+                raise UsageError(f"no experiment to resume: {e}") from None
             from dvae.search import experiment_exists  # imports Ray (not starting it): only when needed
-            restore = experiment_exists(experiment_dir)
-            space_file = settings.space_file(experiment_dir)
+            restore = experiment_exists(location.path)
+            space_file = settings.space_file(location.local)
         elif not args.space:
             raise UsageError("--space is required; see --list for the spaces")
         else:
@@ -194,9 +212,9 @@ class Plan:
             space = dataclasses.replace(space, fixed={**space.fixed, "cuda_graph": True})
         if not args.resume:
             name = args.name or f"{space.name}-{settings.budget}-{time.strftime('%Y%m%d-%H%M%S')}"
-            experiment_dir = storage / name
-            if experiment_dir.exists():
-                raise UsageError(f"{experiment_dir} already exists; continue it with --resume --name {name} "
+            location = experiment.Location(str(storage), name)
+            if location.exists() or location.local.exists():
+                raise UsageError(f"{location.path} already exists; continue it with --resume --name {name} "
                                  "or choose another --name")
 
         if settings.replay_epoch_s is not None and not settings.replay:
@@ -219,7 +237,7 @@ class Plan:
         if gpus_per_trial == 0 and (searched_graph or any(space.config(v).train.cuda_graph for v in space.variants)):
             raise UsageError("train.cuda_graph (--cuda-graph or the space's) needs a GPU in every trial; "
                              "give --gpus-per-trial (or leave cuda_graph out)")
-        return cls(args, settings, space, experiment_dir, cpus, gpus, gpus_per_trial, restore)
+        return cls(args, settings, space, location, cpus, gpus, gpus_per_trial, restore)
 
     def resources(self, cpus: float, gpus: float):
         from dvae.search import Resources
@@ -253,7 +271,9 @@ class Plan:
             if resources.problem():
                 lines.append(f"            no trial could start on this machine: {resources.problem()}")
         resuming = "  (resuming)" if self.restore else "  (starting again: it stopped before its first trial)"
-        lines.append(f"experiment  {self.experiment_dir}" + (resuming if self.args.resume else ""))
+        lines.append(f"experiment  {self.location.path}" + (resuming if self.args.resume else ""))
+        if self.location.remote:
+            lines.append(f"            the runner's own files in {self.location.local}, uploaded as it goes")
         return "\n".join(lines)
 
     def run(self) -> int:
@@ -272,9 +292,10 @@ class Plan:
         if resources is None:
             return 2
         # written once Ray runs, so that a start that fails leaves no folder to resume
-        self.experiment_dir.mkdir(parents=True, exist_ok=True)
+        self.location.local.mkdir(parents=True, exist_ok=True)
         if not self.args.resume:
-            self.settings.write(self.experiment_dir, self.space.path)
+            self.settings.write(self.location.local, self.space.path)
+            self.location.upload_driver_files()
         return self.search(resources)
 
     def prepare_data(self) -> None:
@@ -329,37 +350,43 @@ class Plan:
         return resources
 
     def search(self, resources) -> int:
-        from dvae.search import build_tuner, restore_tuner, study_storage, summary, unfinished_trials
+        from dvae.search import (build_tuner, replay_settings, restore_tuner, study_storage, summary,
+                                 unfinished_trials)
 
-        _log.info(f"TensorBoard:      tensorboard --logdir {self.experiment_dir}")
-        _log.info(f"Optuna dashboard: optuna-dashboard {study_storage(self.experiment_dir)}")
+        location = self.location
+        _log.info(f"TensorBoard:      tensorboard --logdir {location.path}")
+        _log.info(f"Optuna dashboard: optuna-dashboard {study_storage(location.local)}")
         replay = None
         if self.settings.replay:
-            replay = {"replay": self.settings.replay, "replay_epoch_s": self.settings.replay_epoch_s or 0.0}
+            replay = replay_settings(self.space, self.settings.replay, self.settings.replay_epoch_s or 0.0)
         if self.restore:
-            tuner = restore_tuner(self.space, self.experiment_dir, resources, replay)
+            tuner = restore_tuner(self.space, location, resources, replay)
         else:
-            tuner = build_tuner(self.space, self.experiment_dir, resources, replay=replay)
+            tuner = build_tuner(self.space, location, resources, replay=replay)
         results = tuner.fit()
-        unfinished = unfinished_trials(self.experiment_dir)
+        unfinished = unfinished_trials(location.path)
         print()
         print(summary(results, self.space, unfinished))
         print()
         if self.args.quick_test and not unfinished and not self.settings.replay:
-            print(quick_test(results, self.space, self.args.quick_test))
+            # on a URI storage, scored in a local copy (the runner's files kept as they are here)
+            folder = location.download(location.local, keep=location.driver_files(location.local))
+            print(quick_test(results, self.space, self.args.quick_test, folder))
             print()
-        print(f"results:          {self.experiment_dir}")
-        print(f"report:           python -m analysis.report {self.experiment_dir}")
+            location.upload(folder, experiment.evaluation_files(folder))
+        print(f"results:          {location.path}")
+        print(f"report:           python -m analysis.report {location.path}")
         if unfinished:  # Ctrl-C: Tune saved its state and stopped the trials
-            print(f"interrupted; go on with: python tune_runner.py --resume --name {self.experiment_dir.name} "
-                  f"--storage {self.experiment_dir.parent}")
+            print(f"interrupted; go on with: python tune_runner.py --resume --name {location.name} "
+                  f"--storage {location.storage}")
             return 130
         return 0 if results.num_errors == 0 else 1
 
 
-def quick_test(results, space: Space, utterances: int) -> str:
+def quick_test(results, space: Space, utterances: int, folder: Path) -> str:
     """Each model's best trial scored on the first `utterances` of its test split (written
-    beside its checkpoint, where the leaderboard and the report find it), as lines to print."""
+    beside its checkpoint in the experiment `folder`, where the leaderboard and the report
+    find it), as lines to print."""
     from dvae.cpu import tune_process
     from dvae.evaluation import METRIC_LABELS, evaluate_checkpoint
     from dvae.experiment import best_checkpoint
@@ -372,7 +399,7 @@ def quick_test(results, space: Space, utterances: int) -> str:
         value = metrics.get("best_val_loss", metrics.get(METRIC, math.nan))
         name = config.get("variant", "?")
         if result.error is None and result.path and math.isfinite(value) and value < best.get(name, (math.inf,))[0]:
-            best[name] = (value, Path(result.path), bool(config.get("generation_mode_eval")))
+            best[name] = (value, folder / PurePosixPath(result.path).name, bool(config.get("generation_mode_eval")))
     lines = []
     for variant in (v.name for v in space.variants if v.name in best):
         _, trial_dir, generation_mode = best[variant]

@@ -27,22 +27,27 @@ checkpoint the snapshot names but Tune has since deleted is replaced by the tria
 newest one (`recover_lost_checkpoints`). ASHA's rung records, which Tune does not restore,
 are kept in the experiment folder and read back (`RecordedASHA`).
 
+Storage: Tune carries every trial's results, checkpoints and TensorBoard files from the
+node it runs on to the experiment's storage (a folder, or a URI for a cluster without a
+shared disk: dvae.experiment.Location); a trial writes only into its own working folder.
+
 A replayed search (`replay`) runs the same machinery on recorded learning curves.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import os
-import shutil
 import time
 from collections.abc import Container
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Optional
 
 import optuna
+import pyarrow.fs
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
@@ -50,7 +55,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from . import logs
 from . import experiment
-from .experiment import ASHA_RECORDS, BOOKKEEPING, OPTUNA_DB, study_storage
+from .experiment import ASHA_RECORDS, BOOKKEEPING, OPTUNA_DB, Location, study_storage
 from .config import Config
 from .cpu import tune_process
 from .curves import CurveTable, replayed_epochs
@@ -248,37 +253,52 @@ def trainable(config: dict) -> None:
         # Ray restricts CUDA_VISIBLE_DEVICES to the trial's GPU, so "cuda" is that GPU
         device="cuda" if resources.get("GPU", 0) > 0 else "cpu",
     )
-    # get_trial_dir() is a staging folder under /tmp/ray that the driver copies to the
-    # experiment folder now and then, and only from its own node. Writing straight into
-    # the experiment folder keeps TensorBoard events and checkpoints there, live, on any node.
-    run_dir = Path(config["experiment_dir"]) / Path(context.get_trial_dir()).name
+    run_dir = trial_working_dir()
 
     def report(metrics: dict, checkpoint_dir: Path) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
 
     checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        train(cfg, run_dir, on_epoch=report)
-    else:
-        with checkpoint.as_directory() as folder:
-            train(cfg, run_dir, on_epoch=report, resume_from=Path(folder) / "last.pt")
+    resume_from = None
+    with (checkpoint.as_directory() if checkpoint is not None else contextlib.nullcontext()) as folder:
+        if folder is not None:
+            resume_from = Path(folder) / "last.pt"
+        train(cfg, run_dir, on_epoch=report, resume_from=resume_from, checkpoint_dir=scratch_checkpoint_dir(run_dir))
+
+
+def trial_working_dir() -> Path:
+    """The trial's working folder on its node, where it writes its TensorBoard events: Tune
+    copies it to the trial's folder in storage with every checkpoint (SyncConfig.sync_artifacts).
+
+    Tune makes it the trial's current directory (RAY_CHDIR_TO_TRIAL_DIR, on by default);
+    get_trial_dir() is not it for a trial in a new worker process, but a folder on the
+    driver's path that only the driver's node syncs.
+    """
+    if os.environ.get("RAY_CHDIR_TO_TRIAL_DIR", "1") == "0":
+        raise RuntimeError("RAY_CHDIR_TO_TRIAL_DIR=0: a trial would not know its working folder; unset it")
+    return Path.cwd()
+
+
+def scratch_checkpoint_dir(run_dir: Path) -> Path:
+    """Where a trial's trainer writes the checkpoints it reports: beside Tune's working
+    folders (<session>/<experiment>/working_dirs/<trial>), so that syncing the working
+    folder does not store each checkpoint a second time."""
+    return run_dir.parent.parent / "checkpoints" / run_dir.name
 
 
 @functools.lru_cache(maxsize=4)
-def _replay_source(table: str, experiment_dir: str) -> tuple[CurveTable, tuple[Param, ...]]:
-    folder = Path(experiment_dir)
-    settings = experiment.Settings.read(folder)
-    return CurveTable.read(table), load_space(settings.space_file(folder), settings.budget).params
+def _replay_source(table: str, space_file: str, budget: str) -> tuple[CurveTable, tuple[Param, ...]]:
+    return CurveTable.read(table), load_space(space_file, budget).params
 
 
 def replay(config: dict) -> None:
     """A trial of a replayed search: the recorded curve nearest to its configuration
     (dvae.curves), reported epoch by epoch with the trainer's stop rules, each epoch taking
     `replay_epoch_s` seconds; its checkpoint is the epoch reached, so a resumed trial goes on."""
-    table, params = _replay_source(config["replay"], config["experiment_dir"])
+    table, params = _replay_source(config["replay"], config["replay_space"], config["replay_budget"])
     curve = table.nearest(config, params)
     cfg = Config.from_dict({k: v for k, v in config.items() if k not in BOOKKEEPING})
-    run_dir = Path(config["experiment_dir"]) / Path(tune.get_context().get_trial_dir()).name / "replay"
+    run_dir = scratch_checkpoint_dir(trial_working_dir())
     start = 0
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -329,24 +349,31 @@ class Resources:
                 f"{self.cpus:g} CPUs and {self.gpus:g} GPUs available; up to {self.max_concurrent} trials at once")
 
 
-def param_space(space: Space, experiment_dir: Path, replay: Optional[dict] = None) -> dict:
-    """What every trial shares: the fixed settings and the experiment folder (and for a
-    replayed search, its table and the seconds an epoch takes: `replay`)."""
-    return {**space.fixed, "experiment_dir": str(experiment_dir), **(replay or {})}
+def replay_settings(space: Space, table: str, epoch_s: float = 0.0) -> dict:
+    """What a replayed search's trials read: the table, an epoch's seconds, and the space
+    (file and budget) whose ranges scale the distance to the nearest recorded configuration."""
+    return {"replay": table, "replay_epoch_s": epoch_s, "replay_space": str(space.path), "replay_budget": space.budget}
 
 
-def build_tuner(space: Space, experiment_dir: Path, resources: Resources, callbacks=None,
+def param_space(space: Space, replay: Optional[dict] = None) -> dict:
+    """What every trial shares: the fixed settings (and for a replayed search, `replay_settings`)."""
+    return {**space.fixed, **(replay or {})}
+
+
+def build_tuner(space: Space, location: Location | Path, resources: Resources, callbacks=None,
                 replay: Optional[dict] = None) -> tune.Tuner:
-    """A new experiment in `experiment_dir` (storage folder / name); `callbacks`: Tune callbacks;
-    `replay`: {"replay": table, "replay_epoch_s": seconds} to replay recorded curves.
+    """A new experiment at `location` (or an experiment folder); `callbacks`: Tune callbacks;
+    `replay`: `replay_settings` to replay recorded curves.
 
     A study already there is from a start stopped before Tune saved anything: it goes on,
     its proposals that never ran queued again and its queue of models kept as it is.
     """
-    begun = (experiment_dir / OPTUNA_DB).is_file() and experiment_dir.name in optuna.get_all_study_names(
-        study_storage(experiment_dir))
+    location = location if isinstance(location, Location) else Location.parse(location)
+    local = location.local
+    local.mkdir(parents=True, exist_ok=True)
+    begun = (local / OPTUNA_DB).is_file() and location.name in optuna.get_all_study_names(study_storage(local))
     if begun:
-        requeue_orphans(experiment_dir, known=set())
+        requeue_orphans(local, known=set())
     searcher = StudySearch(
         OptunaSpace(space),
         metric=METRIC,
@@ -355,15 +382,15 @@ def build_tuner(space: Space, experiment_dir: Path, resources: Resources, callba
         # constant_liar: trials still running count as bad guesses, so concurrent trials spread out
         sampler=optuna.samplers.TPESampler(seed=SAMPLER_SEED, constant_liar=True),
         max_t=space.asha["max_t"] if space.asha else None,
-        study_name=experiment_dir.name,
-        storage=optuna.storages.RDBStorage(study_storage(experiment_dir)),
+        study_name=location.name,
+        storage=optuna.storages.RDBStorage(study_storage(local)),
     )
     scheduler = FIFOScheduler()
     if space.asha:
-        scheduler = RecordedASHA(experiment_dir / ASHA_RECORDS, **space.asha)
+        scheduler = RecordedASHA(local / ASHA_RECORDS, **space.asha)
     return tune.Tuner(
         with_resources(resources),
-        param_space=param_space(space, experiment_dir, replay),
+        param_space=param_space(space, replay),
         tune_config=tune.TuneConfig(
             metric=METRIC,
             mode=MODE,
@@ -377,23 +404,23 @@ def build_tuner(space: Space, experiment_dir: Path, resources: Resources, callba
             # benchmarks/bench_trial.py)
             reuse_actors=True,
         ),
-        run_config=run_config(experiment_dir, callbacks),
+        run_config=run_config(location, callbacks),
     )
 
 
-def restore_tuner(space: Space, experiment_dir: Path, resources: Resources,
+def restore_tuner(space: Space, location: Location, resources: Resources,
                   replay: Optional[dict] = None) -> tune.Tuner:
-    """The interrupted experiment in `experiment_dir`, to go on where it stopped: finished
+    """The interrupted experiment at `location`, to go on where it stopped: finished
     trials stay finished, unfinished and failed ones continue from their last checkpoint,
     and the Optuna study continues in its SQLite file."""
     # every trial of the snapshot, those that never started included
-    trials = tune.ExperimentAnalysis(str(experiment_dir)).trials
+    trials = tune.ExperimentAnalysis(location.path).trials
     recover_lost_checkpoints(trials)
-    requeue_orphans(experiment_dir, {trial.config.get("optuna_trial") for trial in trials})
+    requeue_orphans(location.local, {trial.config.get("optuna_trial") for trial in trials})
     return tune.Tuner.restore(
-        str(experiment_dir),
+        location.path,
         with_resources(resources),
-        param_space=param_space(space, experiment_dir, replay),
+        param_space=param_space(space, replay),
         resume_errored=True,
         restart_errored=False,
     )
@@ -414,17 +441,20 @@ def recover_lost_checkpoints(trials) -> list[Path]:
     recovered = []
     for trial in trials:
         checkpoint = trial.checkpoint
-        if trial.status == "TERMINATED" or checkpoint is None or Path(checkpoint.path).exists():
+        if trial.status == "TERMINATED" or checkpoint is None:
             continue
-        lost = Path(checkpoint.path)
-        folders = sorted(lost.parent.glob("checkpoint_*"))  # zero-padded: sorted by index
-        if not folders:
+        fs, lost = checkpoint.filesystem, PurePosixPath(checkpoint.path)
+        if fs.get_file_info(str(lost)).type != pyarrow.fs.FileType.NotFound:
             continue
-        folders.pop().rename(lost)
+        folders = sorted(PurePosixPath(info.path) for info in fs.get_file_info(pyarrow.fs.FileSelector(str(lost.parent)))
+                         if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith("checkpoint_"))
+        if not folders:  # (zero-padded names: sorted by index)
+            continue
+        fs.move(str(folders.pop()), str(lost))
         for stale in folders:
             if stale.name > lost.name:
-                shutil.rmtree(stale)
-        recovered.append(lost)
+                fs.delete_dir(str(stale))
+        recovered.append(Path(lost))
     return recovered
 
 
@@ -449,25 +479,55 @@ def with_resources(resources: Resources):
     return tune.with_resources(trainable, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})
 
 
-def run_config(experiment_dir: Path, callbacks=None) -> tune.RunConfig:
+class UploadDriverFiles(tune.Callback):
+    """Copies the runner's own files (the study, ASHA's records, the settings) to a URI
+    storage as the search goes: after a trial ends, at most every `every_s` seconds of
+    results, and at the end, so that another machine can resume or read the experiment."""
+
+    def __init__(self, location: Location, every_s: float = 30.0):
+        self.location, self.every_s, self.last = location, every_s, 0.0
+
+    def upload(self) -> None:
+        self.location.upload_driver_files()
+        self.last = time.monotonic()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if time.monotonic() - self.last >= self.every_s:
+            self.upload()
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self.upload()
+
+    def on_experiment_end(self, trials, **info) -> None:
+        self.upload()
+
+
+def run_config(location: Location, callbacks=None) -> tune.RunConfig:
+    callbacks = list(callbacks or []) + ([UploadDriverFiles(location)] if location.remote else [])
     return tune.RunConfig(
-        name=experiment_dir.name,
-        callbacks=callbacks,
-        storage_path=str(experiment_dir.parent),
+        name=location.name,
+        callbacks=callbacks or None,
+        storage_path=location.storage,
+        # the trial's working folder (its TensorBoard events) is copied to storage with each checkpoint
+        sync_config=tune.SyncConfig(sync_artifacts=True),
         # the newest checkpoint folder holds last.pt and best.pt, so one is enough
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=2),
     )
 
 
-def experiment_exists(experiment_dir: Path) -> bool:
-    """Whether Tune saved a state to restore (its tuner, and a snapshot of the trials)."""
-    return tune.Tuner.can_restore(str(experiment_dir)) and any(experiment_dir.glob("experiment_state-*.json"))
+def experiment_exists(path: str) -> bool:
+    """Whether Tune saved a state to restore at `path` (a Location's): its tuner, and a snapshot of the trials."""
+    if not tune.Tuner.can_restore(path):
+        return False
+    fs, root = pyarrow.fs.FileSystem.from_uri(path) if experiment.is_uri(path) else (pyarrow.fs.LocalFileSystem(), path)
+    return any(info.base_name.startswith("experiment_state-") and info.base_name.endswith(".json")
+               for info in fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True)))
 
 
-def unfinished_trials(experiment_dir: Path) -> set[str]:
+def unfinished_trials(path: str) -> set[str]:
     """The folder names of the trials that neither ended nor failed: those of an interrupted search."""
-    return {Path(trial.path).name for trial in tune.ExperimentAnalysis(str(experiment_dir)).trials
+    return {PurePosixPath(trial.path).name for trial in tune.ExperimentAnalysis(path).trials
             if trial.status not in ("TERMINATED", "ERROR")}
 
 

@@ -148,12 +148,13 @@ def seed_everything(seed: int) -> None:
 
 
 def train(cfg: Config, run_dir: str | Path, *, corpus=None, on_epoch: OnEpoch | None = None,
-          resume_from: str | Path | None = None, log: Callable[[str], None] | None = None) -> dict:
+          resume_from: str | Path | None = None, log: Callable[[str], None] | None = None,
+          checkpoint_dir: str | Path | None = None) -> dict:
     """Trains `cfg` into `run_dir` (checkpoint/, tb/) and returns a summary.
 
     `corpus` is a prepared corpus (prepared from cfg.data when None); `resume_from` a
     last.pt (or the folder holding it) to continue from; `on_epoch(metrics, checkpoint_dir)` is called after every
-    epoch's checkpoint is on disk.
+    epoch's checkpoint is on disk; `checkpoint_dir`: where last.pt and best.pt go instead of run_dir/checkpoint.
     """
     from tensorboardX import SummaryWriter
 
@@ -164,7 +165,7 @@ def train(cfg: Config, run_dir: str | Path, *, corpus=None, on_epoch: OnEpoch | 
     if cfg.train.cuda_graph and device.type != "cuda":
         raise ConfigError(f"train.cuda_graph: needs a CUDA device, and this run's device is {device}")
     run_dir = Path(run_dir).absolute()
-    ckpt_dir = run_dir / "checkpoint"
+    ckpt_dir = Path(checkpoint_dir).absolute() if checkpoint_dir is not None else run_dir / "checkpoint"
     if corpus is None:
         corpus = prepare_corpus(cfg.data)
     cfg = cfg.for_data(corpus.feature_dim)

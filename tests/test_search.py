@@ -17,11 +17,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import optuna
+import pyarrow.fs
 import pytest
 import torch
 
 from dvae.search import (OptunaSpace, Resources, build_tuner, distributions, recover_lost_checkpoints,
                          requeue_orphans, study_storage, summary, variant_queue)
+from dvae.experiment import best_checkpoint
 from dvae.spaces import load_space
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,7 +125,8 @@ def test_a_checkpoint_deleted_after_the_last_snapshot_is_replaced_by_the_newest(
             (folder / f"checkpoint_{index:06d}").mkdir(parents=True)
             (folder / f"checkpoint_{index:06d}" / "last.pt").write_text(str(epoch))
         path = None if checkpoint is None else folder / f"checkpoint_{checkpoint:06d}"
-        return SimpleNamespace(status=status, checkpoint=path and SimpleNamespace(path=str(path)))
+        return SimpleNamespace(status=status, checkpoint=path and SimpleNamespace(
+            path=str(path), filesystem=pyarrow.fs.LocalFileSystem()))
 
     # the snapshot names checkpoint 2; Tune has since written 3 and 4 and deleted 2 and 3,
     # but the runner died before deleting 3
@@ -314,7 +317,7 @@ def test_smoke_search_with_asha_and_optuna(corpus, ray_env):
     assert all(len(p) == 1 for p in pids) and len(set.union(*pids)) < len(tune), pids
     for t in tune:  # TensorBoard events and the checkpoint of every trial in the experiment folder
         assert list((t["dir"] / "tb").glob("events.out.tfevents.*")), t["dir"]
-        assert (t["dir"] / "checkpoint" / "best.pt").is_file()
+        assert best_checkpoint(t["dir"]) is not None, t["dir"]
 
     out = run.stdout
     assert f"tensorboard --logdir {experiment}" in out and f"optuna-dashboard sqlite:///{experiment}/optuna.db" in out
@@ -323,7 +326,7 @@ def test_smoke_search_with_asha_and_optuna(corpus, ray_env):
     # each model's best trial scored on the test split: printed, and left beside its checkpoint
     quick = out.split("best trial of each model, quick test:\n")[1].splitlines()[0]
     assert quick.startswith("  vrnn (trial vrnn_") and " on test, " in quick and "SI-SDR (dB) " in quick, quick
-    scored = json.loads(next(experiment.glob("vrnn_*/checkpoint/eval_test.json")).read_text())
+    scored = json.loads(next(experiment.glob("vrnn_*/checkpoint_*/eval_test.json")).read_text())
     assert scored["settings"]["max_utterances"] == 50 and f"{scored['n']} utterances" in quick
 
 
@@ -588,3 +591,73 @@ def test_a_replayed_search_killed_mid_rung_resumes_with_the_same_asha_decisions(
     assert len(final_epochs(experiment)) < 8 or min(final_epochs(experiment).values()) < 9
     run_runner(["--name", "killed", "--resume"], ray_env)
     assert final_epochs(experiment) == expected
+
+
+# ---------------------------------------------------------------- a cluster sharing no folder (slow)
+
+def start_two_node_cluster(ray_env) -> str:
+    """A head and a second node on this machine, one CPU each, each with its own temp folder
+    (where its trials' working folders are); returns the head's address."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ray = [str(Path(sys.executable).with_name("ray")), "start", "--disable-usage-stats", "--num-cpus", "1"]
+    for extra in (["--head", "--port", str(port), "--include-dashboard", "false", "--temp-dir", str(ray_env.ray_tmp / "head")],
+                  ["--address", f"127.0.0.1:{port}", "--temp-dir", str(ray_env.ray_tmp / "node")]):
+        started = subprocess.run([*ray, *extra], env=ray_env.env, capture_output=True, text=True, timeout=120)
+        assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
+    return f"127.0.0.1:{port}"
+
+
+@pytest.mark.slow
+def test_a_search_on_two_nodes_sharing_no_folder_keeps_every_trial_in_its_storage(corpus, ray_env, tmp_path):
+    import pandas as pd
+    from ray.tune import ExperimentAnalysis
+
+    address = start_two_node_cluster(ray_env)
+    # the storage is a URI: no trial can write into it as a folder, only through Tune
+    bucket = tmp_path / "bucket"
+    storage = f"file://{bucket}"
+    env = {**ray_env.env, "DVAE_MIRROR": str(tmp_path / "mirror")}
+    cluster = SimpleNamespace(env=env, storage=storage, ray_tmp=ray_env.ray_tmp)
+    args = ["--space", "vrnn_priors", "--budget", "smoke", "--name", "two", "--address", address, "--quick-test", "3"]
+    with open(tmp_path / "runner.log", "w") as out:
+        runner = subprocess.Popen([*RUNNER, *args, "--storage", storage, "--no-dashboard"], cwd=ROOT, env=env,
+                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:  # killed (not the cluster) once a first trial has stored a checkpoint
+        deadline = time.monotonic() + 240
+        while not list(bucket.glob("two/*/checkpoint_*/last.pt")):
+            assert runner.poll() is None and time.monotonic() < deadline, (tmp_path / "runner.log").read_text()[-3000:]
+            time.sleep(0.1)
+    finally:
+        os.killpg(runner.pid, signal.SIGKILL)
+        runner.wait()
+    run = run_runner(["--name", "two", "--resume", "--address", address], cluster, timeout=400)
+    assert "6 trials:" in run.stdout and "quick test" in run.stdout
+
+    experiment = bucket / "two"
+    trials = ExperimentAnalysis(f"{storage}/two").trials
+    assert len(trials) == 6 and all(t.status == "TERMINATED" for t in trials)
+    for trial in trials:  # results, TensorBoard events and the best checkpoint of each, in storage
+        folder = experiment / Path(trial.path).name
+        assert (folder / "params.json").is_file() and (folder / "result.json").read_text().strip(), folder
+        assert list((folder / "tb").glob("events.out.tfevents.*")) and best_checkpoint(folder) is not None, folder
+    assert (experiment / "optuna.db").is_file() and (experiment / "asha.json").is_file()  # the runner's, uploaded
+    # the trials ran on both nodes, each in its node's own folders
+    for node in ("head", "node"):
+        assert list((ray_env.ray_tmp / node).glob("session_*/artifacts/*/two/working_dirs/vrnn_*")), node
+    assert not list(bucket.glob("two/*/checkpoint/")), "a checkpoint stored twice"
+
+    # read back from storage by the analysis, from a folder outside the checkout
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    read = subprocess.run([sys.executable, "-m", "analysis.results", f"{storage}/two", "--trials", "trials.csv"],
+                          cwd=elsewhere, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                          timeout=120)
+    assert read.returncode == 0, read.stderr[-3000:]
+    table = pd.read_csv(elsewhere / "trials.csv")
+    assert len(table) == 6 and table["checkpoint"].notna().all() and table["test_si_sdr"].notna().sum() == 1
+    board = subprocess.run([sys.executable, "-m", "analysis.leaderboard", f"{storage}/two", "--out", "board"],
+                           cwd=elsewhere, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                           timeout=120)
+    assert board.returncode == 0 and "VRNN" in board.stdout, board.stderr[-3000:]
