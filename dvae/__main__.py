@@ -1,4 +1,4 @@
-"""The command line: ``python -m dvae {train,evaluate,generate} ...``.
+"""The command line: ``python -m dvae {train,evaluate,generate,score-generation} ...``.
 
 `train` has one option per Config field (``--z-dim 32``, ``--prior student_t``),
 generated from the Config itself so that a new field is on the command line at once;
@@ -100,13 +100,16 @@ def field_help() -> dict[str, str]:
 def build_parser() -> Parser:
     parser = Parser(prog="python -m dvae", description="Train, evaluate and sample Dynamical VAEs.",
                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,generate}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,generate,score-generation}")
     for name, (summary, description, add_options) in {
         "train": ("train one model", "Train one model; every Config field is an option.", add_train_options),
         "evaluate": ("score a checkpoint on a split", "Score a checkpoint on whole utterances; writes "
                      "eval_<split>[_gm].json next to it.", add_evaluate_options),
         "generate": ("sample from a checkpoint", "Generate speech (wav + spectrogram PNG) or motion "
                      "(npy + trajectory PNG) from a checkpoint.", add_generate_options),
+        "score-generation": ("measure generated speech", "Measure a checkpoint's primed and cold generation "
+                             "against real speech and reference rows; writes eval_<split>_generation.json next "
+                             "to it.", add_score_generation_options),
     }.items():
         command = commands.add_parser(name, help=summary, description=description,
                                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -157,6 +160,30 @@ def add_generate_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--split", default="test", choices=SPLITS, help="where primes come from")
     add_data_options(parser)
+
+
+def add_score_generation_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, help="a best.pt or last.pt")
+    parser.add_argument("--split", default="test", choices=SPLITS, help="where primes and real frames come from")
+    parser.add_argument("--prime", type=bounded(float, 0, strict=True), default=1.0, help="seconds of prime")
+    parser.add_argument("--cold-seconds", type=bounded(float, 0, strict=True), default=3.0,
+                        help="seconds of each cold-start sequence")
+    parser.add_argument("--n-cold", type=bounded(int, 2), default=8, help="cold-start sequences")
+    parser.add_argument("--max-utterances", type=bounded(int, 4), default=40,
+                        help="primes from the split's first N utterances long enough")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--temperatures", type=temperature_list, default=(1.0,),
+                        help="sampling temperatures of the latents to compare, e.g. 1,0.5,0 (0: the prior's location)")
+
+
+def temperature_list(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if not values or not all(v >= 0 and v < float("inf") for v in values):
+        raise argparse.ArgumentTypeError(f"temperatures are finite numbers of 0 or more, got {text!r}")
+    return values
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -240,11 +267,20 @@ def run_generate(args) -> None:
     print("\n".join(map(str, written)))
 
 
+def run_score_generation(args) -> None:
+    from .generation_scores import format_scores, score_checkpoint
+    result = score_checkpoint(args.checkpoint, args.split, args.prime, args.cold_seconds, args.n_cold,
+                              args.max_utterances, args.seed, args.temperatures)
+    print(format_scores(result))
+    print(f"written to {result['json']}")
+
+
 def data_overrides(args) -> dict:
     return {key: value for key, value in (("corpus", args.corpus), ("data_root", args.data_root)) if value is not None}
 
 
-COMMANDS = {"train": run_train, "evaluate": run_evaluate, "generate": run_generate}
+COMMANDS = {"train": run_train, "evaluate": run_evaluate, "generate": run_generate,
+            "score-generation": run_score_generation}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ goes, and the analysis reads a local copy that it downloads.
         tb/                       the trainer's TensorBoard events
         checkpoint_NNNNNN/        the checkpoint Tune last recorded: best.pt and last.pt
           eval_test.json          test scores of best.pt, once scored (`result_path`)
+          eval_test_generation.json   measures of its generated speech (`generation_result_path`)
 """
 from __future__ import annotations
 
@@ -331,6 +332,11 @@ def best_checkpoint(trial_dir: Path) -> Path | None:
         return own.absolute()
     copies = sorted(trial_dir.glob(f"checkpoint_*/{BEST}"))
     return copies[-1].absolute() if copies else None
+
+
+def generation_result_path(checkpoint: Path, split: str) -> Path:
+    """Where dvae.generation_scores writes its measures of the checkpoint's generated speech."""
+    return checkpoint.parent / f"eval_{split}_generation.json"
 
 
 def result_path(checkpoint: Path, split: str, generation_mode: bool, other_corpus: str | None = None) -> Path:

@@ -8,6 +8,7 @@ Monte-Carlo estimate log q(z) - log p(z) at the z that the decoder sees.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -23,6 +24,11 @@ def gaussian_kl(q_mean, q_logvar, p_mean, p_logvar) -> torch.Tensor:
 
 class LatentPrior(nn.Module):
     """The family of p(z_t | ·): 'gaussian' or 'student_t' (with `df` degrees of freedom)."""
+
+    # How far generated latents stray from the prior's location: 1 draws from the prior, 0
+    # takes its location, in between scales each draw's deviation (`sampling_temperature`).
+    # Only generation samples from the prior; training decodes posterior latents.
+    temperature: float = 1.0
 
     def __init__(self, family: str, df: float = 5.0, learn_df: bool = False):
         super().__init__()
@@ -56,4 +62,21 @@ class LatentPrior(nn.Module):
         return kl.sum(-1)
 
     def sample(self, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        return self.distribution(mean, logvar).sample()
+        draw = self.distribution(mean, logvar).sample()
+        return draw if self.temperature == 1.0 else mean + self.temperature * (draw - mean)
+
+
+@contextlib.contextmanager
+def sampling_temperature(model: nn.Module, temperature: float):
+    """Within the block, every latent prior of `model` samples at `temperature`."""
+    if not temperature >= 0:
+        raise ValueError(f"a sampling temperature is 0 or more, got {temperature}")
+    priors = [m for m in model.modules() if isinstance(m, LatentPrior)]
+    before = [p.temperature for p in priors]
+    for p in priors:
+        p.temperature = temperature
+    try:
+        yield model
+    finally:
+        for p, value in zip(priors, before):
+            p.temperature = value
