@@ -23,21 +23,23 @@ import numpy as np
 import pandas as pd
 
 from dvae import logs
+from dvae.metrics import mean_ci
 
 from .results import CONFIG, DEFAULT_SORT, load_trials, model_label, ordered_models, ranking_parser, searched_parameters
 
 # shown beside the ranked figure; the test scores once the trial's checkpoint has been scored
-SUMMARY = ("best_epoch", "epochs_run", "status", "wall_time_s", "test_si_sdr", "test_pesq", "test_estoi", "test_mpjpe",
-           "test_units")
+TEST_SCORES = ("test_si_sdr", "test_pesq", "test_estoi", "test_mpjpe")
+SUMMARY = ("best_epoch", "epochs_run", "status", "wall_time_s", *TEST_SCORES, "test_units")
 
 
 def configurations(trials: pd.DataFrame, sort: str = "val_loss", ascending: bool = True) -> pd.DataFrame:
     """One row per (model, configuration), ranked within each model (rank 1 = best).
 
-    A row is its best trial's row, with `sort` replaced by the mean over the
-    configuration's trials and with `<sort>_sd` (their standard deviation, NaN for one
-    trial), `seeds` (how many trials), `trial_ids` (theirs, best first, comma-separated)
-    and `trial_dirs` (a tuple, for finding their checkpoints) added.
+    A row is its best trial's row, with `sort` and the test scores replaced by their means
+    over the configuration's trials and with `<figure>_ci95` (the half-width of each mean's
+    95% interval across them, NaN for one trial), `<sort>_sd` (their standard deviation),
+    `seeds` (how many trials), `trial_ids` (theirs, best first, comma-separated) and
+    `trial_dirs` (a tuple, for finding their checkpoints) added.
     """
     if unreported(trials, sort):  # no trial has finished an epoch: nothing to rank yet
         ranked = trials.iloc[:0].assign(**{sort: math.nan})
@@ -50,7 +52,8 @@ def configurations(trials: pd.DataFrame, sort: str = "val_loss", ascending: bool
     for _, group in ranked.groupby(["model", "_key"], sort=False):
         group = group.sort_values(sort, ascending=ascending)
         row = group.iloc[0].copy()
-        row[sort] = group[sort].mean()
+        for figure in dict.fromkeys([sort, *(c for c in TEST_SCORES if c in group)]):
+            row[figure], row[f"{figure}_ci95"] = mean_ci(group[figure].astype(float))
         row[f"{sort}_sd"] = group[sort].std() if len(group) > 1 else math.nan
         row["seeds"] = len(group)
         row["trial_ids"] = ", ".join(group["trial_id"])
@@ -106,9 +109,14 @@ def display(table: pd.DataFrame, trials: pd.DataFrame, sort: str = "val_loss") -
     if multi_seed:
         columns.update({f"{sort}_sd": f"{sort} sd", "seeds": "seeds"})
     columns["trial_ids"] = "trials" if multi_seed else "trial"
+    if multi_seed:  # the half-width of the mean's 95% interval across seeds
+        columns[f"{sort}_ci95"] = f"{sort} ±95%"
     if sort != "val_loss" and "val_loss" in table:
         columns["val_loss"] = "val_loss"
-    columns.update({c: c for c in SUMMARY})
+    for c in SUMMARY:
+        columns[c] = c + (" (mean)" if multi_seed and c in TEST_SCORES else "")
+        if multi_seed and c in TEST_SCORES:
+            columns[f"{c}_ci95"] = f"{c} ±95%"
     if trials["experiment"].nunique() > 1:
         columns["experiment"] = "experiment"
     columns.update({CONFIG + p: p for p in params})

@@ -181,7 +181,7 @@ def reconstruction_example(model, corpus, utterance, generation_mode: bool, corp
                            work: Path, seed: int = 0) -> tuple[str, bytes, Optional[bytes]]:
     """(caption, image, audio) of the utterance through the model, with its scores on it.
     As in dvae.evaluation: latents from `seed` (the run's, as evaluation draws them), speech
-    resynthesised with the clean STFT phase (Griffin-Lim for mel features)."""
+    resynthesised with the clean STFT phase (an estimated one for mel features: dvae.data.phase)."""
     import torch
 
     from dvae import metrics

@@ -3,7 +3,8 @@
 The DVAE review's protocol: each speech utterance goes through the model whole (batch of
 one, no windowing), with the posterior's latents drawn from a fixed seed; reconstructions
 are turned back into waveforms (with the clean utterance's STFT phase for power-spectrogram
-features, by Griffin-Lim for mel features, as a mel vocoder would have to) and scored with
+features, with a phase estimated from the decoded frames for mel features (dvae.data.phase's
+default, PGHI), as a mel vocoder would have to) and scored with
 SI-SDR, PESQ (raw P.862 narrowband, the review's), wideband PESQ and ESTOI. Motion is
 scored as the review did, on the test sequences cut into seq_len-frame windows, with
 MPJPE and RMSE in mm. Every result states its protocol (`protocol`).
@@ -31,6 +32,8 @@ from .data.audio import file_stem, write_wav
 from .experiment import result_path
 from .data.audio import SAMPLE_RATE
 from .data.corpora import SPLITS
+from .data.features import DEFAULT_PHASE
+from .data.phase import PHASE_NAMES
 from .models import DVAE
 
 SPEECH_METRICS = {"si_sdr": metrics.si_sdr, "pesq": metrics.pesq, "pesq_wb": metrics.pesq_wb,
@@ -49,7 +52,7 @@ def protocol(corpus_kind: str, features: str, seq_len: int) -> dict:
     if corpus_kind == "speech":
         units = "whole utterances, one at a time"
         waveform = ("inverse STFT of the decoded power with the clean utterance's phase" if features == "stft"
-                    else "Griffin-Lim from the decoded mel frames")
+                    else f"{DEFAULT_PHASE[0]} phase ({PHASE_NAMES[DEFAULT_PHASE[0]]}) from the decoded mel frames")
     else:
         units, waveform = f"non-overlapping {seq_len}-frame windows of each test sequence", None
     return {"latents": "sampled from the posterior q(z | x), fixed seed", "units": units, "waveform": waveform,
@@ -113,7 +116,7 @@ def evaluate(model: DVAE, corpus, split: str = "test", generation_mode: bool = F
                          for k, v in metrics.summarise(values, FLOORS.get(name)).items()}
     settings = {"split": split, "generation_mode": generation_mode, "seed": seed, "max_utterances": max_utterances,
                 "model": model.cfg.name, "corpus": corpus.name, "kind": corpus.kind,
-                "resynthesis": ("original phase" if with_phase else "griffin-lim") if speech else None}
+                "resynthesis": ("original phase" if with_phase else DEFAULT_PHASE[0]) if speech else None}
     return {"settings": settings,
             "protocol": protocol(corpus.kind, corpus.extractor.kind if speech else None, corpus.seq_len),
             "n": len(rows), "metrics": summary, "utterances": rows,
@@ -130,7 +133,7 @@ def reconstruct(model: DVAE, x: torch.Tensor, generation_mode: bool = False) -> 
 
 def resynthesise(corpus, estimate: torch.Tensor, clean: np.ndarray) -> np.ndarray:
     """The waveform of decoded speech frames: with the clean utterance's STFT phase for power
-    spectrograms (the review's analysis-resynthesis), by Griffin-Lim for mel frames."""
+    spectrograms (the review's analysis-resynthesis), with an estimated phase for mel frames."""
     phase = corpus.extractor.stft(torch.from_numpy(clean)) if corpus.extractor.kind == "stft" else None
     return corpus.extractor.resynthesise(estimate, phase=phase, length=len(clean)).numpy()
 

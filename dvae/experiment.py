@@ -67,6 +67,8 @@ class Settings:
     models: Optional[list] = None  # --models: only these rows of the space's model list
     replay: Optional[str] = None  # --replay: learning curves read from this table instead of training
     replay_epoch_s: Optional[float] = None  # --replay-epoch-s: how long each replayed epoch takes
+    # --confirm: {"experiment": the search confirmed, "seeds": [...], "configurations": [{variant, field: value}]}
+    confirm: Optional[dict] = None
 
     @classmethod
     def fields(cls) -> tuple[str, ...]:

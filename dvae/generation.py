@@ -3,7 +3,7 @@
 Cold start: latents from the prior, the decoder feeding back its own output from the
 first frame. Primed: the first `prime_seconds` of real utterances of a split set the
 model's state, then it runs free. Speech comes out as 16 kHz wavs (features back to a
-waveform by Griffin-Lim, since a generated spectrogram has no phase) with a spectrogram
+waveform with an estimated phase (dvae.data.phase), since a generated spectrogram has none) with a spectrogram
 PNG of each; a primed wav holds the real prime followed by the continuation. Motion
 comes out as .npy joint sequences (frames, joints * 3) in mm with a PNG of a few joints'
 trajectories.
@@ -54,7 +54,7 @@ def generate_from_checkpoint(path: str | Path, out_dir: Optional[str | Path] = N
         raise ConfigError(f"--out: {out_dir} is a file, not a folder")
     extractor, frame_rate = signal_format(cfg)
     n_frames = round(seconds * frame_rate)
-    if n_frames < 2:  # Griffin-Lim and the plots need two frames
+    if n_frames < 2:  # the phase estimate and the plots need two frames
         raise ConfigError(f"--seconds: {seconds} is shorter than two frames ({2 / frame_rate:.3g} s)")
     if extractor is not None:
         n_frames += 1  # centred STFT frames: n frames span n - 1 hops of audio

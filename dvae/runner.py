@@ -6,6 +6,7 @@
     python tune_runner.py --space review_benchmark --budget full --gpus-per-trial 1 --cuda-graph
     python tune_runner.py --space mel_study --set corpus=vctk --set data_root=/data/VCTK   # fix more fields
     python tune_runner.py --space vrnn_priors --name my-run --resume     # after an interruption
+    python tune_runner.py --confirm experiments/my-run --seeds 0,1,2     # its best configurations, with seeds
     ray start --head; python tune_runner.py --space kl_warmup --address auto --storage /shared/exp
     python tune_runner.py --space kl_warmup --address auto --storage s3://bucket/exp   # nodes share no disk
 
@@ -61,7 +62,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "from this table (benchmarks/search_table.py), to compare search methods")
     p.add_argument("--replay-epoch-s", type=_finite, metavar="SECONDS",
                    help="with --replay: how long each replayed epoch takes (default 0)")
-    p.add_argument("--name", help="experiment name (default: <space>-<budget>-<date>); needed with --resume")
+    p.add_argument("--confirm", metavar="EXPERIMENT",
+                   help="train a finished search's best configurations again, once per --seeds (the best per model "
+                        "and at each level of each studied factor; dvae.confirmation), as a new experiment")
+    p.add_argument("--seeds", type=_seeds, default=(0, 1, 2), metavar="S,...",
+                   help="with --confirm: the seeds each configuration runs with (default 0,1,2)")
+    p.add_argument("--confirm-top", type=int, default=1, metavar="N",
+                   help="with --confirm: each model's N best configurations besides the best per level (default 1)")
+    p.add_argument("--name", help="experiment name (default: <space>-<budget>-<date>, or <searched>-confirm); "
+                                  "needed with --resume")
     p.add_argument("--storage", default="experiments",
                    help="folder of experiments (default: ./experiments), or a URI (s3://bucket/x, gs://..., "
                         "file:///x) for a cluster whose nodes share no disk")
@@ -101,6 +110,16 @@ def _finite(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
     return value
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, got {text!r}") from None
+    if len(seeds) < 2 or len(set(seeds)) < len(seeds):
+        raise argparse.ArgumentTypeError(f"give two or more different seeds, got {text!r}")
+    return seeds
 
 
 def _names(text: str) -> list[str]:
@@ -194,6 +213,8 @@ class Plan:
             from dvae.search import experiment_exists  # imports Ray (not starting it): only when needed
             restore = experiment_exists(location.path)
             space_file = settings.space_file(location.local)
+        elif args.confirm:
+            settings, space_file = _confirmation_settings(args)
         elif not args.space:
             raise UsageError("--space is required; see --list for the spaces")
         else:
@@ -210,8 +231,13 @@ class Plan:
             space = space.with_models(settings.models)
         if settings.cuda_graph:
             space = dataclasses.replace(space, fixed={**space.fixed, "cuda_graph": True})
+        if settings.confirm:
+            from dvae.confirmation import confirmation_space
+            space = confirmation_space(space, settings.confirm["seeds"], settings.confirm["configurations"])
         if not args.resume:
-            name = args.name or f"{space.name}-{settings.budget}-{time.strftime('%Y%m%d-%H%M%S')}"
+            default = (f"{Path(settings.confirm['experiment']).name}-confirm" if settings.confirm
+                       else f"{space.name}-{settings.budget}-{time.strftime('%Y%m%d-%H%M%S')}")
+            name = args.name or default
             location = experiment.Location(str(storage), name)
             if location.exists() or location.local.exists():
                 raise UsageError(f"{location.path} already exists; continue it with --resume --name {name} "
@@ -362,7 +388,8 @@ class Plan:
         if self.restore:
             tuner = restore_tuner(self.space, location, resources, replay)
         else:
-            tuner = build_tuner(self.space, location, resources, replay=replay)
+            tuner = build_tuner(self.space, location, resources, replay=replay,
+                                configurations=(self.settings.confirm or {}).get("configurations"))
         results = tuner.fit()
         unfinished = unfinished_trials(location.path)
         print()
@@ -381,6 +408,37 @@ class Plan:
                   f"--storage {location.storage}")
             return 130
         return 0 if results.num_errors == 0 else 1
+
+
+def _confirmation_settings(args: argparse.Namespace) -> tuple[experiment.Settings, str]:
+    """The settings of a confirmation of the search at --confirm (its space, budget and
+    fixed fields, and the configurations picked from its trials), and its space file."""
+    from dvae.confirmation import pick, searched_trials
+    given = [option for option, value in (("--space", args.space), ("--budget", args.budget),
+                                          ("--num-samples", args.num_samples), ("--set", args.settings),
+                                          ("--models", args.models), ("--replay", args.replay)) if value]
+    if given:
+        raise UsageError(f"--confirm runs the search's own space and settings; leave out {', '.join(given)}")
+    if args.confirm_top < 1:
+        raise UsageError(f"--confirm-top must be at least 1, got {args.confirm_top}")
+    try:
+        source = experiment.local_copy(args.confirm)
+        searched = experiment.Settings.read(source)
+    except (experiment.ExperimentError, FileNotFoundError) as e:
+        raise UsageError(f"--confirm {args.confirm}: {e}") from None
+    if searched.confirm:
+        raise UsageError(f"--confirm {args.confirm} is a confirmation itself; confirm the search it came from")
+    space_file = searched.space_file(source)
+    space = load_space(space_file, searched.budget)
+    if searched.settings:
+        space = space.with_settings(searched.settings)
+    if searched.models:
+        space = space.with_models(searched.models)
+    configurations = pick(space, searched_trials(source, space), args.confirm_top)
+    if not configurations:
+        raise UsageError(f"--confirm {args.confirm}: no trial reported a finite val_loss; nothing to confirm")
+    confirm = {"experiment": str(args.confirm), "seeds": list(args.seeds), "configurations": configurations}
+    return dataclasses.replace(searched, num_samples=None, confirm=confirm), space_file
 
 
 def quick_test(results, space: Space, utterances: int, folder: Path) -> str:

@@ -361,9 +361,10 @@ def param_space(space: Space, replay: Optional[dict] = None) -> dict:
 
 
 def build_tuner(space: Space, location: Location | Path, resources: Resources, callbacks=None,
-                replay: Optional[dict] = None) -> tune.Tuner:
+                replay: Optional[dict] = None, configurations: Optional[list[dict]] = None) -> tune.Tuner:
     """A new experiment at `location` (or an experiment folder); `callbacks`: Tune callbacks;
-    `replay`: `replay_settings` to replay recorded curves.
+    `replay`: `replay_settings` to replay recorded curves; `configurations`: run these
+    ({"variant": ..., field: value}, each once per seed: a confirmation) instead of sampling.
 
     A study already there is from a start stopped before Tune saved anything: it goes on,
     its proposals that never ran queued again and its queue of models kept as it is.
@@ -378,7 +379,7 @@ def build_tuner(space: Space, location: Location | Path, resources: Resources, c
         OptunaSpace(space),
         metric=METRIC,
         mode=MODE,
-        points_to_evaluate=[] if begun else variant_queue(space),
+        points_to_evaluate=[] if begun else (configurations or variant_queue(space)),
         # constant_liar: trials still running count as bad guesses, so concurrent trials spread out
         sampler=optuna.samplers.TPESampler(seed=SAMPLER_SEED, constant_liar=True),
         max_t=space.asha["max_t"] if space.asha else None,

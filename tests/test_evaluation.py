@@ -92,10 +92,12 @@ def test_generation_mode_is_refused_for_a_model_without_feedback_before_any_work
     assert not list(tmp_path.glob("eval_*"))
 
 
-def test_mel_features_are_resynthesised_by_griffin_lim(speech_folder, tmp_path):
+def test_mel_features_are_resynthesised_with_the_default_phase_estimate(speech_folder, tmp_path):
+    from dvae.data.features import DEFAULT_PHASE
     checkpoint = make_checkpoint(tmp_path / "best.pt", speech_folder, "dkf", features="mel", n_mels=40)
     result = evaluate_checkpoint(checkpoint, max_utterances=1)
-    assert result["n"] == 1 and result["settings"]["resynthesis"] == "griffin-lim"
+    assert result["n"] == 1 and result["settings"]["resynthesis"] == DEFAULT_PHASE[0] == "pghi"
+    assert "pghi phase (phase-gradient heap integration)" in result["protocol"]["waveform"]
     assert math.isfinite(result["metrics"]["estoi"]["mean"])
 
 

@@ -31,7 +31,7 @@ N_FREQS = N_FFT // 2 + 1
 LOG_FLOOR = 1e-5
 # How a waveform gets a phase it lacks: dvae.data.phase's method and its iterations
 # (chosen by benchmarks/phase_reconstruction.py; see benchmarks/README.md)
-DEFAULT_PHASE = ("fast_griffin_lim", 32)
+DEFAULT_PHASE = ("pghi", 0)
 
 
 def sine_window(length: int, dtype: Optional[torch.dtype] = None) -> torch.Tensor:

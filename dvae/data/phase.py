@@ -25,7 +25,9 @@ import torch
 
 from .features import HOP_LENGTH, N_FFT, sine_window
 
-PHASE_METHODS = ("griffin_lim", "fast_griffin_lim", "pghi", "pghi_fast_griffin_lim")
+PHASE_NAMES = {"griffin_lim": "Griffin-Lim", "fast_griffin_lim": "fast Griffin-Lim",
+               "pghi": "phase-gradient heap integration", "pghi_fast_griffin_lim": "PGHI, then fast Griffin-Lim"}
+PHASE_METHODS = tuple(PHASE_NAMES)
 MOMENTUM = 0.99
 
 
