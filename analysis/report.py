@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import logging
 import sys
 import tempfile
@@ -34,7 +35,11 @@ import pandas as pd
 from dvae import logs
 from dvae.config import bounded
 
+from dvae import experiment as experiment_module
+from dvae.experiment import generation_result_path
+
 from . import evaluate as evaluation_table
+from . import findings
 from . import review
 from . import plots
 from .leaderboard import TABLE_CSS, best_per_model, html_table, sections
@@ -87,6 +92,8 @@ def build_report(experiments: Sequence[str | Path], out: Optional[str | Path] = 
             parts += ["<h3>Beside the DVAE review's figures</h3>",
                       review.html_section(review.benchmark(scores, trials, experiments[0]))]
 
+    parts += findings_section(trials, experiments[0])
+
     parts.append("<h2>Figures</h2>")
     for name, fig in plots.all_figures(experiments, trials, curves, k, sort, ascending).items():
         parts.append(f'<figure class="plot"><img alt="{name}" src="{data_uri(plots.png(fig), "image/png")}">'
@@ -107,10 +114,36 @@ def build_report(experiments: Sequence[str | Path], out: Optional[str | Path] = 
             except (ValueError, OSError) as e:  # the checkpoint unreadable, its corpus not on this machine
                 media = [Media("Examples", error=f"{type(e).__name__}: {e}")]
             parts.append(media_section(f"{model_label(trial['model'])}, trial {trial['trial_id']}", media))
+            parts += generation_scores_section(Path(trial["checkpoint"]), split)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page(f"Search report: {names}", "\n".join(parts)))
     return out
+
+
+def findings_section(trials: pd.DataFrame, experiment: Path) -> list[str]:
+    """What each studied factor does, where seeded configurations allow it (analysis.findings)."""
+    try:
+        found = findings.findings(trials, findings.space_params(experiment))
+    except (findings.FindingError, FileNotFoundError, experiment_module.ExperimentError):
+        return []
+    if not found:
+        return []
+    return ["<h2>Findings across seeds</h2>",
+            "<ul>" + "".join(f"<li>{html.escape(findings.sentence(f))}</li>" for f in found) + "</ul>"]
+
+
+def generation_scores_section(checkpoint: Path, split: str) -> list[str]:
+    """The measures of the checkpoint's generated speech, once `dvae score-generation` has written them."""
+    path = generation_result_path(checkpoint, split)
+    if not path.is_file():
+        return []
+    scored = json.loads(path.read_text())
+    primed = pd.DataFrame(scored["primed"]).T.rename(columns=lambda c: f"LSD first {c[4:]} (dB)")
+    cold = pd.DataFrame(scored["cold"]).T.rename(columns={"frechet": "Fréchet distance"})
+    return [f"<h4>Generated speech, measured ({scored['utterances']} {html.escape(scored['split'])} utterances; "
+            f"primed with {scored['prime_s']:g} s)</h4>",
+            html_table(primed.rename_axis("primed").reset_index()), html_table(cold.rename_axis("cold").reset_index())]
 
 
 def status_counts(trials: pd.DataFrame) -> pd.DataFrame:

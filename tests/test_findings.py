@@ -153,3 +153,19 @@ def test_a_smoke_search_confirmed_with_seeds_gives_findings(tmp_path_factory, tm
     assert findings.main([str(confirmed)]) == 0
     written = json.loads((confirmed / "findings.json").read_text())["findings"]
     assert any(f["kind"] == "contrast" and f["seeds"] == [2, 2] for f in written), written
+
+
+def test_the_report_states_the_findings_and_the_generation_measures(tmp_path):
+    from analysis import report
+    experiment = confirmation(tmp_path)
+    section = "\n".join(report.findings_section(results.load_trials(experiment), experiment))
+    assert "<h2>Findings across seeds</h2>" in section and "student_t worse than gaussian" in section
+    checkpoint = tmp_path / "checkpoint_000001" / "best.pt"
+    checkpoint.parent.mkdir()
+    assert report.generation_scores_section(checkpoint, "test") == []  # not measured yet
+    (checkpoint.parent / "eval_test_generation.json").write_text(json.dumps({
+        "utterances": 12, "split": "test", "prime_s": 1.0,
+        "primed": {"model": {"lsd_0.25s": 9.5, "lsd_1s": 12.0}, "noise": {"lsd_0.25s": 19.0, "lsd_1s": 19.5}},
+        "cold": {"model": {"frechet": 81.0}, "noise": {"frechet": 660.0}}}))
+    shown = "\n".join(report.generation_scores_section(checkpoint, "test"))
+    assert "12 test utterances" in shown and "LSD first 1s (dB)" in shown and "660" in shown
