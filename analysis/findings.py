@@ -4,11 +4,15 @@
 
 Reads seeded trials (a confirmation: `tune_runner.py --confirm`, or any search with seeds).
 For each model and each factor of the space (dvae.confirmation.factors: a choice's values,
-a numeric range in buckets), every level is represented by its best seeded configuration
-(lowest mean val_loss across its seeds), and each level is compared with the first one on
-val_loss and on every test metric scored: the difference of the means across seeds with a
-95% Welch interval ("Student-t vs Gaussian, VRNN: Δ test ESTOI +0.012 [-0.004, 0.028], 3 seeds
-each: no clear difference"). Two more findings per model: the Spearman correlation between
+a numeric range in buckets), the model's central seeded configuration (the one the
+confirmation moved one factor at a time: the one with the most seeded configurations that
+differ from it in one factor; the best by mean val_loss among equals) is compared with the
+seeded configuration that differs from it in that factor alone, at each other level, on val_loss and on every test
+metric scored: the difference of the means across seeds with a 95% Welch interval
+("prior student_t vs gaussian, VRNN: Δ test ESTOI +0.012 [-0.004, +0.028], 3/3 seeds: no clear
+difference"). Where no such configuration was run (a search with seeds but no confirmation),
+the best configuration at that level stands in, and the finding says it is confounded: the
+two differ in other fields too. Two more findings per model: the Spearman correlation between
 the KL warm-up length and val_loss over every trial that ran to its end (95% interval by
 Fisher's z), and the epochs to the best validation loss under each learning-rate schedule.
 
@@ -73,37 +77,61 @@ def seed_values(trials: pd.DataFrame, row: pd.Series, metric: str) -> list[float
     return [float(v) for v in values if pd.notna(v) and math.isfinite(float(v))]
 
 
-def contrasts(trials: pd.DataFrame, param: Param, model: str, required: bool = False) -> list[dict]:
-    """Each level of `param` against the first, for `model`, on every metric with seeds."""
+def contrasts(trials: pd.DataFrame, param: Param, params: tuple[Param, ...], model: str,
+              required: bool = False) -> list[dict]:
+    """The model's best seeded configuration against the one at each other level of `param`
+    (differing in `param` alone where that was run), on every metric with seeds."""
     ranked = configurations(trials[trials["model"] == model])
     ranked = ranked[ranked["seeds"] > 1]
     column = CONFIG + param.name
     if column not in ranked:
         ranked = ranked.assign(**{column: None})
     ranked = ranked.assign(_level=[level(param, v if pd.notna(v) else None) for v in ranked[column]])
-    best = ranked.dropna(subset=["_level"]).drop_duplicates("_level")  # ranked best first
-    order = sorted(best["_level"], key=lambda lv: _level_order(param, lv))
+    ranked = ranked.dropna(subset=["_level"])  # best first
+    order = sorted(set(ranked["_level"]), key=lambda lv: _level_order(param, lv))
     if len(order) < 2:
         if required:
             raise FindingError(f"{param.name}, {model_label(model)}: the seeded configurations have "
                                f"{'one level (' + order[0] + ')' if order else 'no level'}; nothing to compare")
         return []
-    rows = {lv: best[best["_level"] == lv].iloc[0] for lv in order}
+    reference = center(ranked, params)
+    others = [CONFIG + p.name for p in params if p.name != param.name and p.when is None]
+    same_otherwise = ranked[[all(_same(row.get(c), reference.get(c)) for c in others) for _, row in ranked.iterrows()]]
     found = []
-    for other in order[1:]:
+    for other in (lv for lv in order if lv != reference["_level"]):
+        isolated = same_otherwise[same_otherwise["_level"] == other]
+        candidate = (isolated if len(isolated) else ranked[ranked["_level"] == other]).iloc[0]
+        levels = (reference["_level"], other)
         for metric in METRICS:
-            a, b = seed_values(trials, rows[order[0]], metric), seed_values(trials, rows[other], metric)
+            a, b = seed_values(trials, reference, metric), seed_values(trials, candidate, metric)
             if len(a) < 2 or len(b) < 2:
                 continue
             difference, low, high = welch(a, b)
-            levels = (order[0], other)
             found.append({
                 "kind": "contrast", "factor": param.name, "model": model, "metric": metric, "levels": list(levels),
-                "estimates": {lv: _estimate(v, rows[lv]) for lv, v in zip(levels, (a, b))},
+                "estimates": {lv: _estimate(v, row) for lv, v, row in zip(levels, (a, b), (reference, candidate))},
                 "difference": difference, "interval": [low, high], "seeds": [len(a), len(b)],
-                "verdict": verdict(metric, low, high, levels),
+                "isolated": bool(len(isolated)), "verdict": verdict(metric, low, high, levels),
             })
     return found
+
+
+def center(ranked: pd.DataFrame, params: tuple[Param, ...]) -> pd.Series:
+    """The configuration with the most others that differ from it in exactly one factor (the
+    first, that is the best ranked, among equals)."""
+    columns = [CONFIG + p.name for p in params if p.when is None]
+    rows = [row for _, row in ranked.iterrows()]
+
+    def differences(a, b) -> int:
+        return sum(not _same(a.get(c), b.get(c)) for c in columns)
+    neighbours = [sum(differences(a, b) == 1 for b in rows) for a in rows]
+    return rows[int(np.argmax(neighbours))]
+
+
+def _same(a, b) -> bool:
+    missing_a, missing_b = a is None or (isinstance(a, float) and math.isnan(a)), b is None or (
+        isinstance(b, float) and math.isnan(b))
+    return (missing_a and missing_b) or (not missing_a and not missing_b and a == b)
 
 
 def kl_warmup_trend(trials: pd.DataFrame, model: str) -> Optional[dict]:
@@ -148,11 +176,11 @@ def findings(trials: pd.DataFrame, params: tuple[Param, ...], asked: Optional[li
         unknown = [a for a in asked if a not in known]
         if unknown:
             raise FindingError(f"--factors: {', '.join(unknown)} not studied; the factors are {', '.join(sorted(known))}")
-        params = tuple(p for p in params if p.name in asked)
+    studied = tuple(p for p in params if not asked or p.name in asked)
     found = []
     for model in ordered_models(trials["model"]):
-        for param in params:
-            found += contrasts(trials, param, model, required=bool(asked))
+        for param in studied:
+            found += contrasts(trials, param, params, model, required=bool(asked))
         if not asked:
             found += [f for f in [kl_warmup_trend(trials, model)] if f] + epochs_to_best(trials, model)
     return found
@@ -167,7 +195,8 @@ def sentence(finding: dict) -> str:
         digits = 3 if finding["metric"] in ("test_estoi", "test_pesq") else 2
         return (f"{finding['factor']} {b} vs {a}, {model}: Δ {METRIC_LABELS[finding['metric']]} "
                 f"{finding['difference']:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}], "
-                f"{'/'.join(map(str, finding['seeds']))} seeds: {finding['verdict']}")
+                f"{'/'.join(map(str, finding['seeds']))} seeds: {finding['verdict']}"
+                + ("" if finding["isolated"] else " (confounded: the two configurations differ in other fields too)"))
     if finding["kind"] == "trend":
         low, high = finding["interval"]
         return (f"KL warm-up {finding['levels'][0]}-{finding['levels'][1]} epochs against val_loss, {model}: "

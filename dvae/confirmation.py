@@ -1,12 +1,17 @@
 """Confirmation with seeds: a search's best configurations trained again under several seeds.
 
 A search ranks single runs, and one run's lead over another is often seed noise. The
-confirmation of a finished search picks, for each model, its `top` best configurations and
-the best configuration at each level of each studied factor (a categorical parameter's
-values; a numeric parameter's range cut in `BUCKETS` equal parts, on a log scale where the
-parameter is log-scaled), and runs each of them once per seed, to its full budget (no
-ASHA), as the trials of a new experiment. A conditional parameter (student_df) is not a
-factor of its own: it goes along with the configuration that holds it.
+confirmation of a finished search picks, for each model, its `top` best configurations and,
+for each studied factor (a categorical parameter's values; a numeric parameter's range cut in
+`BUCKETS` equal parts, on a log scale where the parameter is log-scaled), the model's best
+configuration moved to each other level of that factor and nothing else: one factor at a
+time, so that comparing them measures that factor alone. A numeric factor moves to the value
+of the search's best trial in that bucket (its middle if no trial fell there). A conditional
+parameter (student_df) is not a factor of its own: it comes and goes with its condition,
+taking the value of the search's best trial that had it.
+
+Each picked configuration runs once per seed, to its full budget (no ASHA), as the trials
+of a new experiment.
 
     python tune_runner.py --confirm experiments/mel_study-small-... --seeds 0,1,2
 
@@ -65,8 +70,8 @@ def searched_trials(experiment: Path, space: Space) -> list[tuple[dict, float]]:
 
 
 def pick(space: Space, trials: list[tuple[dict, float]], top: int = 1) -> list[dict]:
-    """The configurations to confirm, in order: per model its `top` best, then the best at
-    each level of each factor (without repeats)."""
+    """The configurations to confirm, in order: per model its `top` best, then its best moved
+    to each other level of each factor, one factor at a time (without repeats)."""
     picked: list[dict] = []
 
     def add(config: dict) -> None:
@@ -74,17 +79,47 @@ def pick(space: Space, trials: list[tuple[dict, float]], top: int = 1) -> list[d
             picked.append(config)
 
     for variant in (v.name for v in space.variants):
-        ranked = sorted((t for t in trials if t[0]["variant"] == variant), key=lambda t: t[1])
-        for config, _ in ranked[:top]:
+        ranked = [config for config, _ in sorted((t for t in trials if t[0]["variant"] == variant), key=lambda t: t[1])]
+        if not ranked:
+            continue
+        for config in ranked[:top]:
             add(config)
         for param in factors(space):
-            best_at: dict[str, dict] = {}
-            for config, _ in ranked:
-                best_at.setdefault(level(param, config.get(param.name)), config)
-            for value, config in best_at.items():
-                if value is not None:
-                    add(config)
+            for value in level_values(param, ranked):
+                if level(param, value) != level(param, ranked[0].get(param.name)):
+                    add(moved(space, ranked, param, value))
     return picked
+
+
+def level_values(param: Param, ranked: list[dict]) -> list:
+    """A value for each level of `param`: the best-ranked trial's in that level, else its middle."""
+    if param.kind == "choice":
+        return list(param.choices)
+    log = param.kind == "loguniform" or param.log
+    values = []
+    for index in range(BUCKETS):
+        low, high = ((math.log(param.low), math.log(param.high)) if log else (param.low, param.high))
+        middle = low + (high - low) * (index + 0.5) / BUCKETS
+        middle = math.exp(middle) if log else middle
+        middle = int(round(middle)) if param.kind == "int" else middle
+        target = level(param, middle)
+        values.append(next((c[param.name] for c in ranked if level(param, c.get(param.name)) == target), middle))
+    return values
+
+
+def moved(space: Space, ranked: list[dict], param: Param, value) -> dict:
+    """The best configuration with `param` at `value`, its conditional parameters following."""
+    config = {**ranked[0], param.name: value}
+    for dependent in space.params:
+        if dependent.when is None or dependent.when[0] != param.name:
+            continue
+        if value in dependent.when[1]:
+            donor = next((c for c in ranked if dependent.name in c), None)
+            fallback = level_values(dependent, [])
+            config[dependent.name] = donor[dependent.name] if donor else fallback[len(fallback) // 2]
+        else:
+            config.pop(dependent.name, None)
+    return config
 
 
 def confirmation_space(space: Space, seeds: tuple[int, ...], configurations: list[dict]) -> Space:

@@ -68,13 +68,15 @@ def test_the_confirmation_picks_each_models_best_and_the_best_at_every_level(tmp
     trials = searched_trials(searched, space)
     assert len(trials) == 5
     picked = pick(space, trials)
-    vrnn = [p for p in picked if p["variant"] == "vrnn"]
-    assert vrnn[0] == {"variant": "vrnn", **GAUSSIAN}  # the model's best first
-    assert {"variant": "vrnn", **STUDENT} in vrnn  # the best Student-t one
-    assert {"variant": "vrnn", **GAUSSIAN, "lr_schedule": "constant"} in vrnn  # the best constant-schedule one
-    assert {"variant": "vrnn", **STUDENT, "kl_warmup_epochs": 6} in vrnn  # the best with a long warm-up
-    assert [p for p in picked if p["variant"] == "srnn"] == [{"variant": "srnn", **GAUSSIAN}]
-    assert len(picked) == len({json.dumps(p, sort_keys=True) for p in picked})  # no repeats
+    # the model's best, then it moved along one factor at a time: to the search's best value in
+    # each other bucket (the bucket's middle where no trial fell), the Student-t degrees of
+    # freedom taken from the best trial that had them
+    assert [p for p in picked if p["variant"] == "vrnn"] == [{"variant": "vrnn", **c} for c in (
+        GAUSSIAN, {**GAUSSIAN, "prior": "student_t", "student_df": 5.0}, {**GAUSSIAN, "kl_warmup_epochs": 3},
+        {**GAUSSIAN, "kl_warmup_epochs": 6}, {**GAUSSIAN, "lr_schedule": "constant"})]
+    srnn = [p for p in picked if p["variant"] == "srnn"]  # its Student-t trial diverged: no donor
+    assert srnn[1] == {"variant": "srnn", **GAUSSIAN, "prior": "student_t", "student_df": pytest.approx(10.0)}
+    assert {"variant": "srnn", **GAUSSIAN, "kl_warmup_epochs": 5} in srnn and len(srnn) == 5
     warmup = next(p for p in space.params if p.name == "kl_warmup_epochs")
     assert [level(warmup, v) for v in (0, 1, 2, 4, 6)] == ["0-2", "0-2", "2-4", "4-6", "4-6"]
 
@@ -97,6 +99,7 @@ def test_a_findings_interval_comes_from_the_seed_values(tmp_path):
     assert prior["interval"] == pytest.approx([3.0 - half, 3.0 + half])
     assert prior["estimates"]["gaussian"]["mean"] == pytest.approx(11.0)
     assert prior["verdict"] == "student_t worse than gaussian"
+    assert prior["isolated"]  # the two configurations differ in the prior alone
     assert "Δ val_loss +3.00 [+0.73, +5.27], 3/3 seeds: student_t worse than gaussian" in findings.sentence(prior)
     # one level of KL warm-up and of the schedule among the seeded configurations: no contrast drawn
     assert not [f for f in found if f["kind"] == "contrast" and f["factor"] != "prior"]
@@ -105,6 +108,15 @@ def test_a_findings_interval_comes_from_the_seed_values(tmp_path):
     table = leaderboard.configurations(results.load_trials(experiment))
     assert table["seeds"].tolist() == [3, 3]
     assert table["val_loss_ci95"].tolist() == pytest.approx([scipy.stats.t.ppf(0.975, 2) / math.sqrt(3)] * 2)
+
+
+def test_levels_that_differ_in_more_than_the_factor_are_called_confounded(tmp_path):
+    trials = [("vrnn", GAUSSIAN, seed, [10.0 + seed]) for seed in range(3)]
+    trials += [("vrnn", {**STUDENT, "lr_schedule": "constant"}, seed, [12.0 + seed]) for seed in range(3)]
+    experiment = write_experiment(tmp_path / "seeded", trials)
+    found = findings.findings(results.load_trials(experiment), findings.space_params(experiment), ["prior"])
+    (prior,) = [f for f in found if f["metric"] == "val_loss"]
+    assert not prior["isolated"] and "(confounded: " in findings.sentence(prior)
 
 
 def test_a_factor_with_one_level_is_refused_when_asked_for(tmp_path, capsys):
@@ -131,7 +143,7 @@ def test_confirm_options_are_checked_before_ray_starts(tmp_path, capsys):
     assert "two or more different seeds" in capsys.readouterr().err
     assert runner.main(["--confirm", str(searched), "--seeds", "0,1", "--storage", str(tmp_path), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "2 configurations x 2 seed(s) = 4 trials" in out and "FIFO" in out and "search-confirm" in out
+    assert "5 configurations x 2 seed(s) = 10 trials" in out and "FIFO" in out and "search-confirm" in out
 
 
 @pytest.mark.slow
