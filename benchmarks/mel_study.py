@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     p.add_argument("--budget", default="small", choices=("smoke", "small", "full"))
     p.add_argument("--storage", default=str(ROOT / "experiments"), help="where the two experiments go")
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--test-utterances", type=int, default=60, help="test utterances each trial is scored on")
+    p.add_argument("--test-utterances", type=int, default=40, help="test utterances each trial is scored on (default 40)")
     p.add_argument("--out", default=str(RESULTS), help="folder of the results files (default benchmarks/results)")
     args = p.parse_args(argv)
     storage, out = Path(args.storage).resolve(), Path(args.out)
