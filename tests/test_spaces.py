@@ -370,7 +370,7 @@ def test_the_experiment_folders_settings_round_trip_and_resume_keeps_them(tmp_pa
     with pytest.raises(experiment.ExperimentError, match="--num-samples 4 differs from the experiment's 3"):
         saved.resumed_with({"num_samples": 4})
     assert set(experiment.Settings.fields()) == {"space", "budget", "num_samples", "cuda_graph", "settings", "models",
-                                                 "replay", "replay_epoch_s"}
+                                                 "replay", "replay_epoch_s", "confirm"}
     (folder / experiment.SETTINGS_FILE).write_text("[1]")
     with pytest.raises(experiment.ExperimentError, match="damaged"):
         experiment.Settings.read(folder)
