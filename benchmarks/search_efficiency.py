@@ -17,7 +17,10 @@ until the search has consumed `--epochs` epochs in all. Methods:
 - asha_tpe: ASHA with TPE as this project configures it (dvae.search: per-epoch values,
   ASHA's stops as PRUNED, ASHA's records kept) - the default search;
 - bohb: Ray's TuneBOHB with HyperBand for BOHB (needs `pip install hpbandster ConfigSpace`);
-- optuna_hyperband: Optuna's own TPE with its Hyperband pruner, one trial at a time (no Ray).
+- optuna_hyperband: Optuna's own TPE with its Hyperband pruner, one trial at a time (no Ray);
+- syne_asha, syne_bohb: Syne Tune's ASHA and its BOHB (ASHA with a KDE searcher) on Syne
+  Tune's simulator backend, the table as its blackbox (`pip install syne-tune`; MOBSTER, the
+  issue's other anchor, is no longer in Syne Tune 0.16).
 
 Per run it records the best full-budget val_loss found against epochs consumed; per method,
 the epochs needed to come within 1% of the table's best (and to reach random search's median
@@ -41,7 +44,8 @@ import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RAY_METHODS = ("random", "tpe", "asha_random", "asha_tpe_ray", "asha_tpe", "bohb")
-METHODS = (*RAY_METHODS, "optuna_hyperband")
+SYNE_METHODS = ("syne_asha", "syne_bohb")
+METHODS = (*RAY_METHODS, "optuna_hyperband", *SYNE_METHODS)
 TOLERANCE = 0.01  # "within 1% of the table's best"
 
 
@@ -175,6 +179,86 @@ def optuna_run(space, table, rep: int, epochs: int) -> list[tuple[int, int]]:
     return events
 
 
+def syne_run(method: str, space, table, rep: int, epochs: int, concurrent: int) -> list[tuple[int, int]]:
+    """Syne Tune's ASHA or BOHB on its simulator backend, the curves as a blackbox (the
+    recorded curve nearest each configuration, as in the Ray replays)."""
+    import logging
+
+    from syne_tune import Tuner
+    from syne_tune.backend.simulator_backend.simulator_callback import SimulatorCallback
+    from syne_tune.blackbox_repository.blackbox import Blackbox
+    from syne_tune.blackbox_repository.simulated_tabular_backend import UserBlackboxBackend
+    from syne_tune.config_space import choice, loguniform, randint, uniform
+    from syne_tune.optimizer.baselines import ASHA, BOHB
+
+    logging.getLogger("syne_tune").setLevel(logging.WARNING)
+    asha = space.asha
+    max_t = asha["max_t"]
+    (variant,) = space.variants
+
+    def domain(param):
+        if param.kind == "choice":
+            return choice(list(param.choices))
+        if param.kind == "int":
+            return randint(int(param.low), int(param.high))
+        return (loguniform if param.kind == "loguniform" else uniform)(param.low, param.high)
+
+    config_space = {p.name: domain(p) for p in space.params}  # a conditional field is always sampled
+
+    class NearestCurve(Blackbox):
+        def __init__(self):
+            super().__init__(config_space, fidelity_space={"epoch": randint(1, max_t)},
+                             objectives_names=["val_loss", "elapsed_time", "replayed_config"])
+
+        @property
+        def fidelity_values(self):
+            return np.arange(1, max_t + 1)
+
+        def _objective_function(self, configuration, fidelity=None, seed=None):
+            proposal = {"variant": variant.name, **configuration}
+            for param in space.params:  # a conditional field exists only where its condition holds
+                if param.when and proposal.get(param.when[0]) not in param.when[1]:
+                    proposal.pop(param.name, None)
+            curve = table.nearest(proposal, space.params)
+            rows = np.array([[v if math.isfinite(v) else 1e30, e + 1.0, curve.config_id]
+                             for e, v in enumerate(curve.val_loss[:max_t])])
+            if fidelity is None:
+                return rows
+            return dict(zip(self.objectives_names, rows[int(fidelity["epoch"]) - 1]))
+
+    events: list[tuple[int, int]] = []
+
+    class Record(SimulatorCallback):
+        def on_trial_result(self, trial, status, result, decision):
+            super().on_trial_result(trial, status, result, decision)
+            events.append((int(result["epoch"]), int(result["replayed_config"])))
+
+    scheduler_class = {"syne_asha": ASHA, "syne_bohb": BOHB}[method]
+    scheduler = scheduler_class(config_space, metric="val_loss", time_attr="epoch", max_t=max_t, do_minimize=True,
+                                grace_period=asha["grace_period"], reduction_factor=asha["reduction_factor"],
+                                random_seed=rep)
+    folder = Path(tempfile.mkdtemp(prefix=f"{method}-{rep}-", dir=os.environ.get("DVAE_BENCH_TMP")))
+    os.environ["SYNETUNE_FOLDER"] = str(folder)
+    try:
+        Tuner(trial_backend=UserBlackboxBackend(blackbox=NearestCurve(), elapsed_time_attr="elapsed_time"),
+              # the results as the simulator delivers them, counted here (Syne Tune's own count of
+              # evaluations runs ahead of them)
+              scheduler=scheduler, stop_criterion=lambda status: len(events) >= epochs,
+              n_workers=concurrent, sleep_time=0, callbacks=[Record()], save_tuner=False,
+              print_update_interval=1e9, results_update_interval=1e9).run()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return events[:epochs]
+
+
+def syne_installed() -> bool:
+    try:
+        import syne_tune  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def epochs_to(points: list[tuple[int, float]], target: float) -> float:
     return next((used for used, best in points if best <= target), math.inf)
 
@@ -283,6 +367,11 @@ def main(argv=None) -> int:
                                  "or install them")
             methods.remove("bohb")
             print("bohb left out: `pip install hpbandster ConfigSpace` to include it", flush=True)
+        if any(m in SYNE_METHODS for m in methods) and not syne_installed():
+            if args.methods:
+                raise ValueError("--methods syne_*: needs `pip install syne-tune`; leave them out or install it")
+            methods = [m for m in methods if m not in SYNE_METHODS]
+            print("syne_asha, syne_bohb left out: `pip install syne-tune` to include them", flush=True)
         if min(args.repetitions, args.epochs, args.concurrent) < 1:
             raise ValueError("--repetitions, --epochs and --concurrent must be at least 1")
         space = load_space(str(space_path(args.space)), args.budget)
@@ -312,8 +401,12 @@ def main(argv=None) -> int:
                  _temp_dir=tempfile.mkdtemp(prefix="rs", dir="/tmp"))
     max_t = space.asha["max_t"]
     for method, rep in todo:
-        events = (ray_run(method, space, table_path, rep, args.epochs, args.concurrent) if method in RAY_METHODS
-                  else optuna_run(space, table, rep, args.epochs))
+        if method in RAY_METHODS:
+            events = ray_run(method, space, table_path, rep, args.epochs, args.concurrent)
+        elif method in SYNE_METHODS:
+            events = syne_run(method, space, table, rep, args.epochs, args.concurrent)
+        else:
+            events = optuna_run(space, table, rep, args.epochs)
         run = {"method": method, "repetition": rep, "epochs": args.epochs, "consumed": len(events),
                "points": trajectory(events, table, max_t)}
         runs.append(run)

@@ -207,3 +207,23 @@ def test_search_efficiency_counts_epochs_to_the_target_from_replayed_reports():
     assert summary["random_final_best"] == 3.0 and random["epochs_to_random_final"]["median"] == 9.0
     assert ours["epochs_to_random_final"]["median"] == 4.0 and ours["ratio_to_random_random_final"] == 4.0 / 9.0
     assert ours["ratio_to_random"] is None  # random search's median never reached the target
+
+
+def test_syne_tunes_asha_replays_the_nearest_curves_and_stops_at_the_epoch_budget(tmp_path):
+    pytest.importorskip("syne_tune", reason="Syne Tune is a peer of the search benchmark, not a dependency")
+    from benchmarks import search_efficiency as eff
+    from dvae.curves import Curve, CurveTable
+    from dvae.spaces import load_space
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text("description: x\nmodels: [vrnn]\nfixed: {epochs: 4}\n"
+                          "search:\n  lr: {loguniform: [1.0e-3, 1.0e-2]}\n"
+                          "asha: {max_t: 4, grace_period: 1, reduction_factor: 2}\nnum_samples: 4\n"
+                          "budgets: {smoke: {}, small: {}, full: {}}\n")
+    space = load_space(str(space_file), "smoke")
+    # the lower the learning rate, the better: config 0 is the best
+    table = CurveTable([Curve(i, {"variant": "vrnn", "lr": lr}, tuple(10.0 * (i + 1) - e for e in range(4)), (1.0,) * 4)
+                        for i, lr in enumerate((1e-3, 3e-3, 1e-2))])
+    events = eff.syne_run("syne_asha", space, table, rep=0, epochs=30, concurrent=2)
+    assert len(events) == 30 and {config for _, config in events} <= {0, 1, 2}
+    assert all(1 <= epoch <= 4 for epoch, _ in events)
+    assert any(epoch == 4 for epoch, _ in events)  # some trials ran to the full budget
