@@ -14,7 +14,8 @@ goes on after an interruption):
 4. the findings: `analysis.findings <confirmation>`, written to
    benchmarks/results/mel_study_findings.json;
 5. generated speech, measured (`dvae score-generation`, temperatures 1, 0.5 and 0) for the
-   best confirmed configuration of each model and prior, collected in
+   best confirmed configuration of each model and prior, and for each model's best with
+   primes of 0.5 and 2 s besides the 1 s default, collected in
    benchmarks/results/mel_study_generation.json.
 
 Each step's command and wall time go to benchmarks/results/mel_study_run.json.
@@ -72,16 +73,24 @@ def main(argv=None) -> int:
                     str(args.test_utterances), "--jobs", "2", "--finished"])
     step("findings", [python, "-m", "analysis.findings", str(confirmation), "--out", str(out / "mel_study_findings.json")])
     measured = {}
-    for key, checkpoint in best_per_model_and_prior(confirmation).items():
+    best = best_per_model_and_prior(confirmation)
+    for key, checkpoint in best.items():
         step(f"generation {key}", [python, "-m", "dvae", "score-generation", str(checkpoint), "--temperatures", "1,0.5,0"])
         measured[key] = json.loads((checkpoint.parent / "eval_test_generation.json").read_text())
+    for model in dict.fromkeys(key.split("/")[0] for key in best):  # the model's best first: its best prior
+        key, checkpoint = next((k, c) for k, c in best.items() if k.startswith(f"{model}/"))
+        for prime in ("0.5", "2"):
+            step(f"generation {key} prime {prime} s", [python, "-m", "dvae", "score-generation", str(checkpoint),
+                                                         "--prime", prime])
+            measured[f"{key} prime {prime} s"] = json.loads((checkpoint.parent / "eval_test_generation.json").read_text())
     (out / "mel_study_generation.json").write_text(json.dumps(measured, indent=1) + "\n")
     print(f"wrote {out / 'mel_study_findings.json'}, {out / 'mel_study_generation.json'}, {log_path}")
     return 0
 
 
 def best_per_model_and_prior(experiment: Path) -> dict[str, Path]:
-    """"<model>/<prior>": the best checkpoint of that model and prior's best configuration (by mean val_loss)."""
+    """"<model>/<prior>": the best checkpoint of that model and prior's best configuration (by mean
+    val_loss), each model's best prior first."""
     from analysis.leaderboard import configurations
     from analysis.results import CONFIG, load_trials
     table = configurations(load_trials(experiment))
