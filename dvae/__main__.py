@@ -159,6 +159,8 @@ def add_generate_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="output folder; None: generated/ beside the checkpoint")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--split", default="test", choices=SPLITS, help="where primes come from")
+    parser.add_argument("--temperature", type=bounded(float, 0), default=1.0,
+                        help="spread of the latents around the prior's location (0: the location itself)")
     add_data_options(parser)
 
 
@@ -263,7 +265,8 @@ def run_evaluate(args) -> None:
 def run_generate(args) -> None:
     written = generate_from_checkpoint(args.checkpoint, out_dir=args.out, seconds=args.seconds, n=args.n,
                                        prime_seconds=args.prime, seed=args.seed, split=args.split,
-                                       data=data_overrides(args), log=lambda line: print(line, file=sys.stderr))
+                                       data=data_overrides(args), log=lambda line: print(line, file=sys.stderr),
+                                       temperature=args.temperature)
     print("\n".join(map(str, written)))
 
 

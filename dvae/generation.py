@@ -26,6 +26,7 @@ from .data.audio import SAMPLE_RATE
 from .data.motion import FRAME_RATE as MOTION_FRAME_RATE
 from .data.audio import file_stem, write_wav
 from .evaluation import check_split, with_data
+from .models.distributions import sampling_temperature
 
 _log = logging.getLogger(__name__)
 PLOTTED_JOINTS = 4  # the joints that move most are drawn; more lines would be unreadable
@@ -33,7 +34,8 @@ PLOTTED_JOINTS = 4  # the joints that move most are drawn; more lines would be u
 
 def generate_from_checkpoint(path: str | Path, out_dir: Optional[str | Path] = None, seconds: float = 3.0,
                              n: int = 2, prime_seconds: float = 0.0, seed: int = 0, split: str = "test",
-                             data: Optional[dict] = None, log: Callable[[str], None] | None = None) -> list[Path]:
+                             data: Optional[dict] = None, log: Callable[[str], None] | None = None,
+                             temperature: float = 1.0) -> list[Path]:
     """Generates `n` sequences of `seconds` each from a checkpoint; returns the files written.
 
     `prime_seconds` 0 is a cold start; above 0 each sequence continues one utterance of
@@ -41,7 +43,8 @@ def generate_from_checkpoint(path: str | Path, out_dir: Optional[str | Path] = N
     one with the same features given by `data` (DataConfig overrides). Files go to
     `out_dir` (default: generated/ beside the checkpoint): cold_<i>.* and primed_<i>_<utterance>.*.
     Fewer than `n` primed sequences come out, with a note to `log`, when fewer utterances are
-    long enough.
+    long enough. `temperature` scales the latents' spread around the prior's location
+    (dvae.models.distributions.sampling_temperature; 0: the location itself).
     """
     log = log or _log.info
     if seconds <= 0 or n < 1 or prime_seconds < 0:
@@ -63,7 +66,7 @@ def generate_from_checkpoint(path: str | Path, out_dir: Optional[str | Path] = N
         log(f"only {len(primes)} {split} utterances last {prime_seconds} s or more: generating {len(primes)}")
 
     # Each sample: (file name, real prime frames or None, its waveform or None, generated frames).
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), sampling_temperature(model, temperature):
         torch.manual_seed(seed)
         if not primes:
             generated = model.generate(n_frames, batch=n).numpy()
