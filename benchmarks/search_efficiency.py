@@ -37,6 +37,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -377,7 +378,11 @@ def main(argv=None) -> int:
         space = load_space(str(space_path(args.space)), args.budget)
         if not space.asha:
             raise ValueError(f"{args.space} ({args.budget}) has no ASHA settings to compare against")
-        table_path = Path(args.table or RESULTS / f"search_table_{space.name}_{args.budget}.csv").resolve()
+        recorded = Path(args.table or RESULTS / f"search_table_{space.name}_{args.budget}.csv").resolve()
+        # the trials read the curves from a file: a copy of the table as it is now, so that one
+        # still being recorded (search_table.py --resume) cannot hand them curves this run lacks
+        table_path = Path(tempfile.mkdtemp(prefix="curves-", dir=os.environ.get("DVAE_BENCH_TMP"))) / recorded.name
+        table_path.write_bytes(recorded.read_bytes())
         table = CurveTable.read(table_path)
     except (SpaceError, ValueError, OSError) as e:
         print(f"benchmarks.search_efficiency: {e}", file=sys.stderr)
@@ -401,6 +406,7 @@ def main(argv=None) -> int:
                  _temp_dir=tempfile.mkdtemp(prefix="rs", dir="/tmp"))
     max_t = space.asha["max_t"]
     for method, rep in todo:
+        started = time.perf_counter()
         if method in RAY_METHODS:
             events = ray_run(method, space, table_path, rep, args.epochs, args.concurrent)
         elif method in SYNE_METHODS:
@@ -408,12 +414,12 @@ def main(argv=None) -> int:
         else:
             events = optuna_run(space, table, rep, args.epochs)
         run = {"method": method, "repetition": rep, "epochs": args.epochs, "consumed": len(events),
-               "points": trajectory(events, table, max_t)}
+               "points": trajectory(events, table, max_t), "wall_s": time.perf_counter() - started}
         runs.append(run)
         with open(runs_file, "a") as f:
             f.write(json.dumps(run) + "\n")
         final = run["points"][-1][1] if run["points"] else math.inf
-        print(f"{method} #{rep}: best {final:.2f} after {len(events)} epochs", flush=True)
+        print(f"{method} #{rep}: best {final:.2f} after {len(events)} epochs, {run['wall_s']:.0f} s", flush=True)
     summary = summarise(runs, table, max_t, args.epochs)
     (out / "search_efficiency.json").write_text(json.dumps(summary, indent=1) + "\n")
     plot(runs, args.epochs, out / "search_efficiency.png")
