@@ -521,7 +521,7 @@ def experiment_exists(path: str) -> bool:
     """Whether Tune saved a state to restore at `path` (a Location's): its tuner, and a snapshot of the trials."""
     if not tune.Tuner.can_restore(path):
         return False
-    fs, root = pyarrow.fs.FileSystem.from_uri(path) if experiment.is_uri(path) else (pyarrow.fs.LocalFileSystem(), path)
+    fs, root = Location.parse(path).filesystem() if experiment.is_uri(path) else (pyarrow.fs.LocalFileSystem(), path)
     return any(info.base_name.startswith("experiment_state-") and info.base_name.endswith(".json")
                for info in fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True)))
 
