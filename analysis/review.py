@@ -119,7 +119,8 @@ def protocol(evaluations: pd.DataFrame, experiment: str | Path, kind: str) -> di
     first = json.loads(Path(evaluations["result_json"].iloc[0]).read_text())
     settings = first["settings"]
     search = experiment / "search.json"
-    return {"corpus": settings["corpus"], "split": settings["split"], "kind": kind,
+    return {"corpus": settings["corpus"], "corpus_split": settings.get("corpus_split", "corpus"),
+            "split": settings["split"], "kind": kind,
             "features": settings.get("data", {}).get("features") if kind == "speech" else "joint positions (mm)",
             "max_utterances": settings.get("max_utterances"), **first.get("protocol", {}),
             "selection": "each row's checkpoint at its best validation loss (negative ELBO per frame at KL weight 1; "

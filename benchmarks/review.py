@@ -1,7 +1,8 @@
 """The DVAE review's benchmark on a built-in corpus, from training to the committed results file.
 
     python -m benchmarks.review speech            # review_benchmark: asterisk speech
-    python -m benchmarks.review motion            # review_mocap: the climbing motion capture
+    python -m benchmarks.review motion            # review_mocap: the climbing capture, split within each take
+    python -m benchmarks.review motion-takes      # the same, the capture's own split: 3 takes train, 1 tests
     python -m benchmarks.review speech --resume   # after an interruption: finished trials stay
     python -m benchmarks.review speech --table    # the committed results as a Markdown table
     python -m benchmarks.review speech --rerun dkf,dsae   # those rows again, after a fix
@@ -26,13 +27,15 @@ from dvae import runner
 from analysis import evaluate, review
 
 RESULTS = Path(__file__).resolve().parent / "results"
-BENCHMARKS = {"speech": ("review_benchmark", "review-asterisk", "review_asterisk.json"),
-              "motion": ("review_mocap", "review-mocap", "review_mocap.json")}
+# kind: (space, experiment name, results file, settings over the space's)
+BENCHMARKS = {"speech": ("review_benchmark", "review-asterisk", "review_asterisk.json", []),
+              "motion": ("review_mocap", "review-mocap-within", "review_mocap.json", []),
+              "motion-takes": ("review_mocap", "review-mocap", "review_mocap_takes.json", ["--set", "split=corpus"])}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("kind", choices=BENCHMARKS, help="speech (asterisk) or motion (mocap)")
+    p.add_argument("kind", choices=BENCHMARKS, help="speech (asterisk), motion or motion-takes (mocap)")
     p.add_argument("--budget", default="small", help="the space's budget (default small: a 2-core CPU)")
     p.add_argument("--storage", default="experiments", help="folder of experiments (default ./experiments)")
     p.add_argument("--resume", action="store_true", help="go on with an interrupted run")
@@ -43,7 +46,7 @@ def main(argv=None) -> int:
                         "the first run's in the results file")
     p.add_argument("--table", action="store_true", help="print the committed results file as Markdown; run nothing")
     args, runner_args = p.parse_known_args(argv)
-    space, name, results_file = BENCHMARKS[args.kind]
+    space, name, results_file, settings = BENCHMARKS[args.kind]
     if args.table:
         print(review.markdown(json.loads((RESULTS / results_file).read_text())))
         return 0
@@ -62,7 +65,7 @@ def main(argv=None) -> int:
     if not args.evaluate_only:
         status = runner.main(["--space", space, "--budget", args.budget, "--name", train, "--storage",
                               args.storage, "--no-dashboard", *(["--resume"] if args.resume else []),
-                              *runner_args])
+                              *([] if args.resume else settings), *runner_args])
         if status != 0:
             return status
     return evaluate.main([*map(str, experiments), "--jobs", str(args.jobs), "--review-json",

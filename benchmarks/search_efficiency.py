@@ -140,7 +140,9 @@ def ray_run(method: str, space, table_path: Path, rep: int, epochs: int, concurr
                                     num_samples=10_000, reuse_actors=True),
         run_config=tune.RunConfig(storage_path=str(folder / "ray"), name="run", stop=EpochBudget(), verbose=0,
                                   callbacks=[Record()],
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+                                  # every checkpoint kept (each a few bytes): with num_to_keep set, Tune
+                                  # snapshots the whole experiment after every trial checkpoint
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=None)),
     )
     try:
         tuner.fit()
@@ -341,6 +343,19 @@ def _plain(value):
     return value if math.isfinite(value) else None
 
 
+def replayed_search(method: str, space, table, table_path: Path, rep: int, epochs: int, concurrent: int) -> dict:
+    """One replayed search: its trajectory of best full-budget val_loss against epochs consumed."""
+    started = time.perf_counter()
+    if method in RAY_METHODS:
+        events = ray_run(method, space, table_path, rep, epochs, concurrent)
+    elif method in SYNE_METHODS:
+        events = syne_run(method, space, table, rep, epochs, concurrent)
+    else:
+        events = optuna_run(space, table, rep, epochs)
+    return {"method": method, "repetition": rep, "epochs": epochs, "consumed": len(events),
+            "points": trajectory(events, table, space.asha["max_t"]), "wall_s": time.perf_counter() - started}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--space", default="vrnn_priors")
@@ -349,8 +364,8 @@ def main(argv=None) -> int:
     p.add_argument("--methods", help=f"comma-separated, of {', '.join(METHODS)} (default: all; bohb where "
                                       "hpbandster and ConfigSpace are installed)")
     p.add_argument("--repetitions", type=int, default=30)
-    p.add_argument("--epochs", type=int, default=600, help="epochs each search may consume (default 600)")
-    p.add_argument("--concurrent", type=int, default=2, help="trials at once in the Ray methods (default 2)")
+    p.add_argument("--epochs", type=int, default=1200, help="epochs each search may consume (default 1200)")
+    p.add_argument("--concurrent", type=int, default=2, help="trials at once in each search (default 2)")
     p.add_argument("--out", default=str(RESULTS), help="folder of the results (default benchmarks/results)")
     p.add_argument("--resume", action="store_true", help="keep the runs already recorded")
     args = p.parse_args(argv)
@@ -402,24 +417,18 @@ def main(argv=None) -> int:
     if any(m in RAY_METHODS for m, _ in todo):
         import ray
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        # Tune's CSV, JSON and TensorBoard loggers write every result, and nothing here reads them
+        os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
                  _temp_dir=tempfile.mkdtemp(prefix="rs", dir="/tmp"))
-    max_t = space.asha["max_t"]
     for method, rep in todo:
-        started = time.perf_counter()
-        if method in RAY_METHODS:
-            events = ray_run(method, space, table_path, rep, args.epochs, args.concurrent)
-        elif method in SYNE_METHODS:
-            events = syne_run(method, space, table, rep, args.epochs, args.concurrent)
-        else:
-            events = optuna_run(space, table, rep, args.epochs)
-        run = {"method": method, "repetition": rep, "epochs": args.epochs, "consumed": len(events),
-               "points": trajectory(events, table, max_t), "wall_s": time.perf_counter() - started}
+        run = replayed_search(method, space, table, table_path, rep, args.epochs, args.concurrent)
         runs.append(run)
         with open(runs_file, "a") as f:
             f.write(json.dumps(run) + "\n")
         final = run["points"][-1][1] if run["points"] else math.inf
-        print(f"{method} #{rep}: best {final:.2f} after {len(events)} epochs, {run['wall_s']:.0f} s", flush=True)
+        print(f"{method} #{rep}: best {final:.2f} after {run['consumed']} epochs, {run['wall_s']:.0f} s", flush=True)
+    max_t = space.asha["max_t"]
     summary = summarise(runs, table, max_t, args.epochs)
     (out / "search_efficiency.json").write_text(json.dumps(summary, indent=1) + "\n")
     plot(runs, args.epochs, out / "search_efficiency.png")

@@ -72,6 +72,15 @@ class DataConfig(_Section):
     seq_len: int = field(default=50, metadata=_range(2))
     max_utterances: Optional[int] = field(default=None, metadata=_range(1))  # per split; for quick runs
     cache_dir: Optional[str] = None  # None: $DVAE_CACHE or ~/.cache/dvae-tune
+    # corpus: the corpus's own split of its files (dvae.data.corpora); within: every motion
+    # sequence in every split, cut in time (dvae.data.corpora.WITHIN_PARTS)
+    split: Literal["corpus", "within"] = "corpus"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.split == "within" and self.corpus not in MOTION_CORPORA:
+            raise ConfigError(f"split: within cuts motion sequences in time; {self.corpus} is speech, whose "
+                              "utterances keep the corpus's split (split: corpus)")
 
 
 @dataclass

@@ -115,7 +115,7 @@ def evaluate(model: DVAE, corpus, split: str = "test", generation_mode: bool = F
         summary[name] = {k: _json_float(v) if k in ("mean", "ci95") else v
                          for k, v in metrics.summarise(values, FLOORS.get(name)).items()}
     settings = {"split": split, "generation_mode": generation_mode, "seed": seed, "max_utterances": max_utterances,
-                "model": model.cfg.name, "corpus": corpus.name, "kind": corpus.kind,
+                "model": model.cfg.name, "corpus": corpus.name, "corpus_split": corpus.split, "kind": corpus.kind,
                 "resynthesis": ("original phase" if with_phase else DEFAULT_PHASE[0]) if speech else None}
     return {"settings": settings,
             "protocol": protocol(corpus.kind, corpus.extractor.kind if speech else None, corpus.seq_len),

@@ -394,6 +394,32 @@ def mocap_root():
         pytest.skip(f"the holosoma-retargeting wheel could not be downloaded: {error}")
 
 
+def test_a_within_split_cuts_every_take_into_train_valid_and_test_in_time(tmp_path):
+    from dvae.config import ConfigError
+    root = tmp_path / "mocap"
+    rng = np.random.default_rng(0)
+    takes = {}
+    for take, frames in enumerate((480, 600)):  # at 120 fps: 100 and 125 frames at 25 fps
+        (root / f"mocap_climb_seq_{take}").mkdir(parents=True)
+        np.save(root / f"mocap_climb_seq_{take}" / f"t_joint_positions_{take}.npy",
+                np.cumsum(rng.normal(0, 0.005, size=(frames, 53, 3)), axis=0))
+        takes[f"mocap_climb_seq_{take}"] = None
+    common = dict(corpus="mocap", data_root=str(root), cache_dir=str(tmp_path / "cache"))
+    whole = prepare_corpus(DataConfig(**common), progress=False)  # takes 0 to train, 1 to valid
+    within = prepare_corpus(DataConfig(**common, split="within"), progress=False)
+    assert within.path != whole.path  # a cache of its own
+    for split in SPLITS:
+        assert sorted(u.name.split("/")[0] for u in within.utterances(split)) == sorted(takes)
+    for u in [*whole.utterances("train"), *whole.utterances("valid")]:
+        parts = {split: next(p.features for p in within.utterances(split) if p.name == u.name) for split in SPLITS}
+        # the three parts are the whole take, in order, in shares of 70, 15 and 15%
+        np.testing.assert_array_equal(np.concatenate([parts[s] for s in SPLITS]), u.features)
+        for split, share in zip(SPLITS, (0.7, 0.15, 0.15)):
+            assert abs(len(parts[split]) - share * len(u.features)) <= 1
+    with pytest.raises(ConfigError, match="split: within"):
+        DataConfig(corpus="asterisk", split="within")
+
+
 def test_mocap_joints_in_mm_at_25_fps(mocap_root, tmp_path):
     corpus = prepare_corpus(DataConfig(corpus="mocap", seq_len=50, cache_dir=str(tmp_path)), progress=False)
     assert (corpus.kind, corpus.feature_dim, corpus.frame_rate) == ("motion", 159, 25.0)

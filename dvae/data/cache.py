@@ -96,7 +96,7 @@ def _parameters(cfg: DataConfig) -> dict:
     common = {"version": CACHE_VERSION, "corpus": cfg.corpus, "root": str(corpus_root(cfg)),
               "max_utterances": cfg.max_utterances, "min_frames": MIN_FRAMES}
     if cfg.corpus in MOTION_CORPORA:
-        return {**common, "features": "joints", "frame_rate": motion.FRAME_RATE}
+        return {**common, "features": "joints", "frame_rate": motion.FRAME_RATE, "split": cfg.split}
     return {**common, "features": cfg.features, "n_mels": cfg.n_mels if cfg.features == "mel" else None,
             "sample_rate": audio.SAMPLE_RATE, "n_fft": N_FFT, "hop_length": HOP_LENGTH, "log_floor": LOG_FLOOR,
             "trim_db": audio.TRIM_DB, "silent_peak": audio.SILENT_PEAK}
@@ -142,7 +142,7 @@ def _write_arrays(tmp: Path, cfg: DataConfig, splits: dict[str, list[Item]], pro
     """Featurises every file into the split's raw arrays; returns (report, index, D)."""
     start = time.monotonic()
     order = [(split, item) for split in SPLITS for item in splits[split]]
-    jobs = [(cfg.corpus, str(item.path), cfg.features, cfg.n_mels) for _, item in order]
+    jobs = [(cfg.corpus, str(item.path), cfg.features, cfg.n_mels, item.part) for _, item in order]
     speech = cfg.corpus not in MOTION_CORPORA
     index = {split: {"names": [], "frames": [], "samples": []} for split in SPLITS}
     skipped, feature_dim = [], None
@@ -196,12 +196,11 @@ def _run(jobs: list[tuple], workers: Optional[int]) -> Iterator:
 
 def _featurise(job: tuple) -> tuple[np.ndarray, Optional[np.ndarray]] | str:
     """(features (T, D) float32, waveform or None), or the reason the file is skipped."""
-    corpus, path, features, n_mels = job
+    corpus, path, features, n_mels, (start, end) = job
     try:
-        if corpus == "h36m":
-            frames, wave = motion.load_h36m(path), None
-        elif corpus == "mocap":
-            frames, wave = motion.load_mocap(path), None
+        if corpus in MOTION_CORPORA:
+            frames = motion.load_h36m(path) if corpus == "h36m" else motion.load_mocap(path)
+            frames, wave = frames[round(start * len(frames)):round(end * len(frames))], None
         else:
             wave = audio.load_utterance(path)
             frames = _extractor(features, n_mels).analyse(torch.from_numpy(wave)).numpy()
@@ -229,6 +228,7 @@ class PreparedCorpus:
     def __init__(self, path: Path, cfg: DataConfig):
         self.path = Path(path)
         self.name = cfg.corpus
+        self.split = cfg.split  # how the corpus is divided into its splits (DataConfig.split)
         self.seq_len = cfg.seq_len
         meta = json.loads((self.path / "meta.json").read_text())
         self._index = json.loads((self.path / "index.json").read_text())

@@ -27,6 +27,14 @@ Corpora:
 - ``mocap``: the climbing capture of the holosoma-retargeting wheel, installed by
   ``python -m dvae.data.install mocap`` as ``<root>/mocap_climb_seq_<i>/*.npy``.
   Sequences 0, 1, 2 train, 3 valid, 4 test (i mod 5 for any further ones).
+
+A motion corpus can instead be split within its sequences (``split: within``): every
+sequence is in every split, its first 70% of frames training, the next 15% validation
+and the last 15% test (WITHIN_PARTS), so that the test frames are unseen moments of the
+motions trained on, where the corpus's own split holds too few sequences for a model to
+generalise from (the climbing capture's 3 training takes). Each part of 15% of the
+shortest climbing take is 72 frames: a 50-frame window of each take for validation and
+for test.
 """
 from __future__ import annotations
 
@@ -34,7 +42,7 @@ import hashlib
 import os
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..config import DataConfig
@@ -46,6 +54,7 @@ H36M_SUBJECTS = {"S1": "train", "S6": "train", "S7": "train", "S8": "train", "S9
                  "S5": "valid", "S11": "test"}
 WSJ0_FOLDERS = {"train": "si_tr_s", "valid": "si_dt_05", "test": "si_et_05"}
 MOCAP_FOLDER = "mocap_climb"
+WITHIN_PARTS = {"train": (0.0, 0.7), "valid": (0.7, 0.85), "test": (0.85, 1.0)}  # of each sequence's frames
 
 
 class DataError(ValueError):
@@ -58,6 +67,7 @@ class Item:
     name: str  # path relative to the corpus root, with '/' separators: unique, stable
     path: Path
     group: str  # speaker, voice, subject or sequence
+    part: tuple[float, float] = (0.0, 1.0)  # the stretch of the file's frames it stands for
 
 
 def data_dir() -> Path:
@@ -88,6 +98,9 @@ def list_splits(cfg: DataConfig) -> dict[str, list[Item]]:
     if not any(splits.values()):
         raise DataError(f"{cfg.corpus} corpus has no files under {root}: looked for {_LOOKED_FOR[cfg.corpus]}. "
                         f"{_how_to_get(cfg.corpus)}")
+    if cfg.split == "within":
+        every = [item for split in SPLITS for item in splits.get(split, [])]
+        splits = {split: [replace(item, part=WITHIN_PARTS[split]) for item in every] for split in SPLITS}
     return {split: _interleave(splits.get(split, []))[: cfg.max_utterances] for split in SPLITS}
 
 
