@@ -40,6 +40,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -286,7 +287,11 @@ def summarise(runs: list[dict], table, max_t: int, epochs: int) -> dict:
     for method, method_runs in by_method.items():
         to_target = [epochs_to(r["points"], target) for r in method_runs]
         to_random = [epochs_to(r["points"], random_final) for r in method_runs]
+        counted = [r for r in method_runs if "trials" in r]
         summary[method] = {"repetitions": len(method_runs), "epochs_to_target": quartiles(to_target),
+                           # median over the runs that counted them
+                           "trials": _median(r["trials"] for r in counted),
+                           "distinct_configs": _median(r["distinct_configs"] for r in counted),
                            "reached_target": sum(math.isfinite(e) for e in to_target),
                            "epochs_to_random_final": quartiles(to_random), "final_best": quartiles(finals[method])}
     for method, entry in summary.items():
@@ -338,6 +343,11 @@ def bohb_installed() -> bool:
     return True
 
 
+def _median(values) -> Optional[float]:
+    values = list(values)
+    return _plain(np.median(values)) if values else None
+
+
 def _plain(value):
     value = float(value)
     return value if math.isfinite(value) else None
@@ -352,7 +362,10 @@ def replayed_search(method: str, space, table, table_path: Path, rep: int, epoch
         events = syne_run(method, space, table, rep, epochs, concurrent)
     else:
         events = optuna_run(space, table, rep, epochs)
+    started_configs = [config for epoch, config in events if epoch == 1]
+    # a recorded curve replayed again: proposals near one another share the nearest curve
     return {"method": method, "repetition": rep, "epochs": epochs, "consumed": len(events),
+            "trials": len(started_configs), "distinct_configs": len(set(started_configs)),
             "points": trajectory(events, table, space.asha["max_t"]), "wall_s": time.perf_counter() - started}
 
 

@@ -209,6 +209,25 @@ def test_search_efficiency_counts_epochs_to_the_target_from_replayed_reports():
     assert ours["ratio_to_random"] is None  # random search's median never reached the target
 
 
+def test_a_replayed_search_counts_its_trials_and_the_recorded_curves_they_replayed(tmp_path):
+    from benchmarks import search_efficiency as eff
+    from dvae.curves import Curve, CurveTable
+    from dvae.spaces import load_space
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text("description: x\nmodels: [vrnn]\nfixed: {epochs: 4}\n"
+                          "search:\n  lr: {loguniform: [1.0e-3, 1.0e-2]}\n"
+                          "asha: {max_t: 4, grace_period: 1, reduction_factor: 2}\nnum_samples: 4\n"
+                          "budgets: {smoke: {}, small: {}, full: {}}\n")
+    space = load_space(str(space_file), "smoke")
+    table = CurveTable([Curve(i, {"variant": "vrnn", "lr": lr}, tuple(10.0 * (i + 1) - e for e in range(4)), (1.0,) * 4)
+                        for i, lr in enumerate((1e-3, 3e-3, 1e-2))])
+    run = eff.replayed_search("optuna_hyperband", space, table, tmp_path / "unused.csv", rep=0, epochs=40, concurrent=1)
+    assert run["consumed"] == 40 and run["method"] == "optuna_hyperband"
+    # 40 epochs of trials of at most 4 epochs: at least 10 trials, on no more than the 3 curves
+    assert run["trials"] >= 10 and 1 <= run["distinct_configs"] <= 3
+    assert run["points"][-1][1] == 7.0  # the best curve, config 0, reached its last epoch
+
+
 def test_syne_tunes_asha_replays_the_nearest_curves_and_stops_at_the_epoch_budget(tmp_path):
     pytest.importorskip("syne_tune", reason="Syne Tune is a peer of the search benchmark, not a dependency")
     from benchmarks import search_efficiency as eff
