@@ -49,6 +49,7 @@ RAY_METHODS = ("random", "tpe", "asha_random", "asha_tpe_ray", "asha_tpe", "bohb
 SYNE_METHODS = ("syne_asha", "syne_bohb")
 METHODS = (*RAY_METHODS, "optuna_hyperband", *SYNE_METHODS)
 TOLERANCE = 0.01  # "within 1% of the table's best"
+BUDGET_MARKS = (100, 300, 600, 1200)  # epochs consumed at which the summary gives the best found so far
 
 
 def trajectory(events: list[tuple[int, int]], table, max_t: int) -> list[tuple[int, float]]:
@@ -263,6 +264,11 @@ def syne_installed() -> bool:
     return True
 
 
+def best_by(points: list[tuple[int, float]], used: int) -> float:
+    """The best full-budget val_loss found within `used` epochs (inf: none yet)."""
+    return min((best for at, best in points if at <= used), default=math.inf)
+
+
 def epochs_to(points: list[tuple[int, float]], target: float) -> float:
     return next((used for used, best in points if best <= target), math.inf)
 
@@ -293,7 +299,10 @@ def summarise(runs: list[dict], table, max_t: int, epochs: int) -> dict:
                            "trials": _median(r["trials"] for r in counted),
                            "distinct_configs": _median(r["distinct_configs"] for r in counted),
                            "reached_target": sum(math.isfinite(e) for e in to_target),
-                           "epochs_to_random_final": quartiles(to_random), "final_best": quartiles(finals[method])}
+                           "epochs_to_random_final": quartiles(to_random), "final_best": quartiles(finals[method]),
+                           # what a shorter search would have found (the main job consumes about 100)
+                           "best_found_by": {str(used): quartiles([best_by(r["points"], used) for r in method_runs])
+                                             for used in BUDGET_MARKS if used <= epochs}}
     for method, entry in summary.items():
         for key in ("epochs_to_target", "epochs_to_random_final"):
             ours, theirs = entry[key]["median"], summary.get("random", {}).get(key, {}).get("median")

@@ -207,6 +207,7 @@ def test_search_efficiency_counts_epochs_to_the_target_from_replayed_reports():
     assert summary["random_final_best"] == 3.0 and random["epochs_to_random_final"]["median"] == 9.0
     assert ours["epochs_to_random_final"]["median"] == 4.0 and ours["ratio_to_random_random_final"] == 4.0 / 9.0
     assert ours["ratio_to_random"] is None  # random search's median never reached the target
+    assert eff.best_by(points, 6) == 7.0 and eff.best_by(points, 2) == float("inf")
 
 
 def test_a_replayed_search_counts_its_trials_and_the_recorded_curves_they_replayed(tmp_path):
