@@ -314,6 +314,31 @@ def summarise(runs: list[dict], table, max_t: int, epochs: int) -> dict:
             "epochs_per_run": epochs, "random_final_best": _plain(random_final), "methods": summary}
 
 
+def markdown(summary: dict) -> str:
+    """The summary as the README's table: per method, epochs to each target (median and
+    quartiles, ratio to random search's), the best found by a few budgets, trials run."""
+    def number(value, digits=0):
+        return "never" if value is None else f"{value:.{digits}f}"
+
+    marks = [m for m in map(str, BUDGET_MARKS) if int(m) <= summary["epochs_per_run"]]
+    lines = ["| method | epochs to within 1% of the table's best: median [q1, q3] | x random | reached | "
+             "epochs to random search's final best | x random | "
+             + " | ".join(f"best found by {m} epochs" for m in marks) + " | trials | distinct curves |",
+             "|---" * (7 + len(marks)) + "|"]
+    for method, e in summary["methods"].items():
+        t, r = e["epochs_to_target"], e["epochs_to_random_final"]
+        lines.append(f"| {method} | {number(t['median'])} [{number(t['q1'])}, {number(t['q3'])}] | "
+                     f"{number(e['ratio_to_random_target'], 2)} | {e['reached_target']}/{e['repetitions']} | "
+                     f"{number(r['median'])} | {number(e['ratio_to_random_random_final'], 2)} | "
+                     + " | ".join(number(e["best_found_by"][m]["median"], 1) for m in marks)
+                     + f" | {number(e['trials'])} | {number(e['distinct_configs'])} |")
+    table = summary["table"]
+    lines.append(f"\n({summary['epochs_per_run']} epochs per search; table of {table['configurations']} "
+                 f"configurations, best val_loss {table['best_val_loss']:.2f}, target {table['target']:.2f}; "
+                 f"random search's median final best {summary['random_final_best']:.2f}.)")
+    return "\n".join(lines)
+
+
 def plot(runs: list[dict], epochs: int, path: Path) -> None:
     from matplotlib.figure import Figure
     fig = Figure(figsize=(7, 4.5))
@@ -390,7 +415,12 @@ def main(argv=None) -> int:
     p.add_argument("--concurrent", type=int, default=2, help="trials at once in each search (default 2)")
     p.add_argument("--out", default=str(RESULTS), help="folder of the results (default benchmarks/results)")
     p.add_argument("--resume", action="store_true", help="keep the runs already recorded")
+    p.add_argument("--markdown", action="store_true",
+                   help="print <out>/search_efficiency.json as a Markdown table; run nothing")
     args = p.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads((Path(args.out) / "search_efficiency.json").read_text())))
+        return 0
 
     from dvae.curves import CurveTable
     from dvae.spaces import SpaceError, load_space, space_path
