@@ -210,8 +210,9 @@ def test_search_efficiency_counts_epochs_to_the_target_from_replayed_reports():
     assert eff.best_by(points, 6) == 7.0 and eff.best_by(points, 2) == float("inf")
 
 
-def test_a_replayed_search_counts_its_trials_and_the_recorded_curves_they_replayed(tmp_path):
-    from benchmarks import search_efficiency as eff
+def _three_curve_space(tmp_path):
+    """A one-parameter space with ASHA over 4 epochs, and a table of 3 curves on it: the
+    lower the learning rate, the better (config 0 is the best, 7.0 at its last epoch)."""
     from dvae.curves import Curve, CurveTable
     from dvae.spaces import load_space
     space_file = tmp_path / "space.yaml"
@@ -219,9 +220,14 @@ def test_a_replayed_search_counts_its_trials_and_the_recorded_curves_they_replay
                           "search:\n  lr: {loguniform: [1.0e-3, 1.0e-2]}\n"
                           "asha: {max_t: 4, grace_period: 1, reduction_factor: 2}\nnum_samples: 4\n"
                           "budgets: {smoke: {}, small: {}, full: {}}\n")
-    space = load_space(str(space_file), "smoke")
     table = CurveTable([Curve(i, {"variant": "vrnn", "lr": lr}, tuple(10.0 * (i + 1) - e for e in range(4)), (1.0,) * 4)
                         for i, lr in enumerate((1e-3, 3e-3, 1e-2))])
+    return load_space(str(space_file), "smoke"), table
+
+
+def test_a_replayed_search_counts_its_trials_and_the_recorded_curves_they_replayed(tmp_path):
+    from benchmarks import search_efficiency as eff
+    space, table = _three_curve_space(tmp_path)
     run = eff.replayed_search("optuna_hyperband", space, table, tmp_path / "unused.csv", rep=0, epochs=40, concurrent=1)
     assert run["consumed"] == 40 and run["method"] == "optuna_hyperband"
     # 40 epochs of trials of at most 4 epochs: at least 10 trials, on no more than the 3 curves
@@ -232,17 +238,7 @@ def test_a_replayed_search_counts_its_trials_and_the_recorded_curves_they_replay
 def test_syne_tunes_asha_replays_the_nearest_curves_and_stops_at_the_epoch_budget(tmp_path):
     pytest.importorskip("syne_tune", reason="Syne Tune is a peer of the search benchmark, not a dependency")
     from benchmarks import search_efficiency as eff
-    from dvae.curves import Curve, CurveTable
-    from dvae.spaces import load_space
-    space_file = tmp_path / "space.yaml"
-    space_file.write_text("description: x\nmodels: [vrnn]\nfixed: {epochs: 4}\n"
-                          "search:\n  lr: {loguniform: [1.0e-3, 1.0e-2]}\n"
-                          "asha: {max_t: 4, grace_period: 1, reduction_factor: 2}\nnum_samples: 4\n"
-                          "budgets: {smoke: {}, small: {}, full: {}}\n")
-    space = load_space(str(space_file), "smoke")
-    # the lower the learning rate, the better: config 0 is the best
-    table = CurveTable([Curve(i, {"variant": "vrnn", "lr": lr}, tuple(10.0 * (i + 1) - e for e in range(4)), (1.0,) * 4)
-                        for i, lr in enumerate((1e-3, 3e-3, 1e-2))])
+    space, table = _three_curve_space(tmp_path)
     events = eff.syne_run("syne_asha", space, table, rep=0, epochs=30, concurrent=2)
     assert len(events) == 30 and {config for _, config in events} <= {0, 1, 2}
     assert all(1 <= epoch <= 4 for epoch, _ in events)
