@@ -1,13 +1,15 @@
 """Checks behind the differences between our review benchmark and the review's figures.
 
     python -m benchmarks.review_checks motion experiments/review-mocap-small
+    python -m benchmarks.review_checks motion experiments/review-mocap-within-small --out review_mocap_within_checks.json
     python -m benchmarks.review_checks budget experiments/budget-check/dkf-100 experiments/budget-check/vae-100 ...
     python -m benchmarks.review_checks variants experiments/variant-check/dkf-review-decoder ...
 
 motion: for every trial of a review_mocap experiment, MPJPE of its best checkpoint on the
-training takes beside the test take (the same 50-frame windows, teacher-forced), and three
-reference predictors of the test windows: the training data's mean pose, each window's own
-mean pose, and the previous frame. Writes results/review_mocap_checks.json.
+training split beside the test split (the same 50-frame windows side by side, teacher-forced),
+and three reference predictors of the test windows: the training data's mean pose, each
+window's own mean pose, and the previous frame. Writes results/review_mocap_checks.json (or
+--out).
 
 budget: the test scores (eval_test.json) and best epochs of runs trained with `dvae train`
 at the benchmark's settings but more epochs, beside the benchmark's rows for the same model
@@ -55,7 +57,7 @@ def motion(experiment: Path) -> dict:
             scores = {split: float(np.mean([metrics.mpjpe(w, reconstruct(model, torch.from_numpy(np.array(w))).numpy())
                                             for w in ws])) for split, ws in splits.items()}
         rows.append({"model": trial["model"], "seed": int(trial["config/seed"]), "trial_id": trial["trial_id"],
-                     "mpjpe_train_takes": scores["train"], "mpjpe_test_take": scores["test"]})
+                     "split": cfg.data.split, "mpjpe_train": scores["train"], "mpjpe_test": scores["test"]})
         if references is None:
             train = np.concatenate([u.features for u in corpus.utterances("train")])
             test = splits["test"]
@@ -65,7 +67,7 @@ def motion(experiment: Path) -> dict:
                                                                    for w in test])),
                 "the previous frame": float(np.mean([metrics.mpjpe(w[1:], w[:-1]) for w in test])),
                 "training frames": int(len(train)), "test windows": len(test)}
-    return {"experiment": str(experiment), "trials": rows, "references_on_the_test_take_mm": references}
+    return {"experiment": str(experiment), "trials": rows, "references_on_the_test_split_mm": references}
 
 
 def decoder_widths(weights: dict) -> list[int]:
@@ -94,13 +96,15 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("check", choices=("motion", "budget", "variants"))
     p.add_argument("folders", nargs="+", type=Path, help="the review_mocap experiment, or the runs trained longer")
+    p.add_argument("--out", help="the results file's name in benchmarks/results (default review_mocap_checks.json "
+                                 "for motion, review_asterisk_<check>.json for the others)")
     args = p.parse_args(argv)
     tune_process()
     torch.set_num_threads(1)
     if args.check == "motion":
-        write_result(motion(args.folders[0]), RESULTS / "review_mocap_checks.json")
+        write_result(motion(args.folders[0]), RESULTS / (args.out or "review_mocap_checks.json"))
     else:
-        write_result(trained_runs(args.folders), RESULTS / f"review_asterisk_{args.check}.json")
+        write_result(trained_runs(args.folders), RESULTS / (args.out or f"review_asterisk_{args.check}.json"))
     return 0
 
 

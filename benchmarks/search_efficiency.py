@@ -22,11 +22,18 @@ until the search has consumed `--epochs` epochs in all. Methods:
   Tune's simulator backend, the table as its blackbox (`pip install syne-tune`; MOBSTER, the
   issue's other anchor, is no longer in Syne Tune 0.16).
 
+Two replays (`--replay`): `nearest`, each trial replays the recorded curve nearest its
+configuration, so that proposals close to one another replay one curve again and again;
+`distinct`, each trial replays the nearest curve its search has not replayed yet (and takes
+that curve's configuration as its own), as a new configuration near a tried one would be a
+new model in a real search; only once every curve has been replayed do they repeat.
+
 Per run it records the best full-budget val_loss found against epochs consumed; per method,
 the epochs needed to come within 1% of the table's best (and to reach random search's median
 final best), median and quartiles over the repetitions, and their ratio to random search's.
-Runs are appended to <out>/search_efficiency_runs.jsonl as they finish (what --resume keeps);
-the summary goes to <out>/search_efficiency.json and the figure to search_efficiency.png.
+Runs are appended to <out>/<stem>_runs.jsonl as they finish (what --resume keeps); the
+summary goes to <out>/<stem>.json and the figure to <stem>.png, where the stem is
+search_efficiency for the nearest-curve replay and search_efficiency_distinct for the other.
 """
 from __future__ import annotations
 
@@ -43,6 +50,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+from ray.tune.search import ConcurrencyLimiter, Searcher
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RAY_METHODS = ("random", "tpe", "asha_random", "asha_tpe_ray", "asha_tpe", "bohb")
@@ -50,6 +58,39 @@ SYNE_METHODS = ("syne_asha", "syne_bohb")
 METHODS = (*RAY_METHODS, "optuna_hyperband", *SYNE_METHODS)
 TOLERANCE = 0.01  # "within 1% of the table's best"
 BUDGET_MARKS = (100, 300, 600, 1200)  # epochs consumed at which the summary gives the best found so far
+REPLAYS = {"nearest": "search_efficiency", "distinct": "search_efficiency_distinct"}  # replay: results' stem
+
+
+class DistinctCurves:
+    """The curves one search has replayed: a new configuration gets the nearest of the others."""
+
+    def __init__(self, table, params):
+        self.table, self.params, self.replayed = table, params, set()
+
+    def curve(self, proposal: dict):
+        curve = self.table.nearest(proposal, self.params, exclude=frozenset(self.replayed))
+        self.replayed.add(curve.config_id)
+        return curve
+
+
+class DistinctLimiter(ConcurrencyLimiter):
+    """ConcurrencyLimiter whose suggestions become the nearest curve not yet replayed: the
+    trial's configuration is rewritten to that curve's, which the replay trainable then finds
+    at distance 0. The searcher keeps what it proposed (every searcher here records its own
+    proposal per trial id), so it learns that proposal's result."""
+
+    def __init__(self, searcher, max_concurrent: int, curves: DistinctCurves, shared: dict):
+        super().__init__(searcher, max_concurrent)
+        self.curves, self.shared = curves, shared
+
+    def suggest(self, trial_id: str):
+        suggestion = super().suggest(trial_id)
+        if suggestion in (None, Searcher.FINISHED):
+            return suggestion
+        curve = self.curves.curve({**self.shared, **suggestion})
+        rewritten = {k: v for k, v in suggestion.items() if k not in {p.name for p in self.curves.params}}
+        rewritten.update({p.name: curve.params[p.name] for p in self.curves.params if p.name in curve.params})
+        return rewritten
 
 
 def trajectory(events: list[tuple[int, int]], table, max_t: int) -> list[tuple[int, float]]:
@@ -87,12 +128,13 @@ def config_space(space, seed: int):
     return cs
 
 
-def ray_run(method: str, space, table_path: Path, rep: int, epochs: int, concurrent: int) -> list[tuple[int, int]]:
-    """One replayed search through Ray Tune; the (epoch, configuration) of every report, in order."""
+def ray_run(method: str, space, table_path: Path, rep: int, epochs: int, concurrent: int,
+            distinct: Optional[DistinctCurves] = None) -> list[tuple[int, int]]:
+    """One replayed search through Ray Tune; the (epoch, configuration) of every report, in order.
+    `distinct`: each trial replays a curve not yet replayed (DistinctLimiter)."""
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
     from dvae import experiment, search
@@ -138,7 +180,8 @@ def ray_run(method: str, space, table_path: Path, rep: int, epochs: int, concurr
         tune.with_resources(search.trainable, {"cpu": 2 / concurrent}),
         param_space=shared,
         tune_config=tune.TuneConfig(metric=search.METRIC, mode=search.MODE, scheduler=scheduler,
-                                    search_alg=ConcurrencyLimiter(searcher, max_concurrent=concurrent),
+                                    search_alg=DistinctLimiter(searcher, concurrent, distinct, shared) if distinct
+                                    else ConcurrencyLimiter(searcher, max_concurrent=concurrent),
                                     num_samples=10_000, reuse_actors=True),
         run_config=tune.RunConfig(storage_path=str(folder / "ray"), name="run", stop=EpochBudget(), verbose=0,
                                   callbacks=[Record()],
@@ -153,7 +196,7 @@ def ray_run(method: str, space, table_path: Path, rep: int, epochs: int, concurr
     return events[:epochs]
 
 
-def optuna_run(space, table, rep: int, epochs: int) -> list[tuple[int, int]]:
+def optuna_run(space, table, rep: int, epochs: int, distinct: Optional[DistinctCurves] = None) -> list[tuple[int, int]]:
     """Optuna's TPE with its Hyperband pruner on the same curves, one trial at a time."""
     import optuna
 
@@ -167,7 +210,8 @@ def optuna_run(space, table, rep: int, epochs: int) -> list[tuple[int, int]]:
 
     def objective(trial):
         propose(trial)
-        curve = table.nearest(dict(trial.params), space.params)
+        proposal = {"variant": trial.params.get("variant", space.variants[0].name), **trial.params}
+        curve = distinct.curve(proposal) if distinct else table.nearest(proposal, space.params)
         for epoch, value in enumerate(curve.val_loss[:asha["max_t"]], 1):
             if len(events) >= epochs:
                 raise optuna.TrialPruned()
@@ -184,9 +228,11 @@ def optuna_run(space, table, rep: int, epochs: int) -> list[tuple[int, int]]:
     return events
 
 
-def syne_run(method: str, space, table, rep: int, epochs: int, concurrent: int) -> list[tuple[int, int]]:
+def syne_run(method: str, space, table, rep: int, epochs: int, concurrent: int,
+             distinct: Optional[DistinctCurves] = None) -> list[tuple[int, int]]:
     """Syne Tune's ASHA or BOHB on its simulator backend, the curves as a blackbox (the
-    recorded curve nearest each configuration, as in the Ray replays)."""
+    recorded curve nearest each configuration, as in the Ray replays; `distinct`: a new
+    configuration's curve is one not yet replayed, the same curve each time it is asked for)."""
     import logging
 
     from syne_tune import Tuner
@@ -209,6 +255,7 @@ def syne_run(method: str, space, table, rep: int, epochs: int, concurrent: int) 
         return (loguniform if param.kind == "loguniform" else uniform)(param.low, param.high)
 
     config_space = {p.name: domain(p) for p in space.params}  # a conditional field is always sampled
+    curve_of: dict[tuple, object] = {}  # a configuration's curve, asked for again at each fidelity
 
     class NearestCurve(Blackbox):
         def __init__(self):
@@ -224,7 +271,10 @@ def syne_run(method: str, space, table, rep: int, epochs: int, concurrent: int) 
             for param in space.params:  # a conditional field exists only where its condition holds
                 if param.when and proposal.get(param.when[0]) not in param.when[1]:
                     proposal.pop(param.name, None)
-            curve = table.nearest(proposal, space.params)
+            key = tuple(sorted((k, str(v)) for k, v in configuration.items()))
+            if key not in curve_of:
+                curve_of[key] = distinct.curve(proposal) if distinct else table.nearest(proposal, space.params)
+            curve = curve_of[key]
             rows = np.array([[v if math.isfinite(v) else 1e30, e + 1.0, curve.config_id]
                              for e, v in enumerate(curve.val_loss[:max_t])])
             if fidelity is None:
@@ -387,18 +437,20 @@ def _plain(value):
     return value if math.isfinite(value) else None
 
 
-def replayed_search(method: str, space, table, table_path: Path, rep: int, epochs: int, concurrent: int) -> dict:
+def replayed_search(method: str, space, table, table_path: Path, rep: int, epochs: int, concurrent: int,
+                    replay: str = "nearest") -> dict:
     """One replayed search: its trajectory of best full-budget val_loss against epochs consumed."""
     started = time.perf_counter()
+    distinct = DistinctCurves(table, space.params) if replay == "distinct" else None
     if method in RAY_METHODS:
-        events = ray_run(method, space, table_path, rep, epochs, concurrent)
+        events = ray_run(method, space, table_path, rep, epochs, concurrent, distinct)
     elif method in SYNE_METHODS:
-        events = syne_run(method, space, table, rep, epochs, concurrent)
+        events = syne_run(method, space, table, rep, epochs, concurrent, distinct)
     else:
-        events = optuna_run(space, table, rep, epochs)
+        events = optuna_run(space, table, rep, epochs, distinct)
     started_configs = [config for epoch, config in events if epoch == 1]
     # a recorded curve replayed again: proposals near one another share the nearest curve
-    return {"method": method, "repetition": rep, "epochs": epochs, "consumed": len(events),
+    return {"method": method, "replay": replay, "repetition": rep, "epochs": epochs, "consumed": len(events),
             "trials": len(started_configs), "distinct_configs": len(set(started_configs)),
             "points": trajectory(events, table, space.asha["max_t"]), "wall_s": time.perf_counter() - started}
 
@@ -413,13 +465,16 @@ def main(argv=None) -> int:
     p.add_argument("--repetitions", type=int, default=30)
     p.add_argument("--epochs", type=int, default=1200, help="epochs each search may consume (default 1200)")
     p.add_argument("--concurrent", type=int, default=2, help="trials at once in each search (default 2)")
+    p.add_argument("--replay", choices=tuple(REPLAYS), default="nearest",
+                   help="nearest: a trial replays the curve nearest its configuration (default); distinct: the "
+                        "nearest its search has not replayed yet")
     p.add_argument("--out", default=str(RESULTS), help="folder of the results (default benchmarks/results)")
     p.add_argument("--resume", action="store_true", help="keep the runs already recorded")
     p.add_argument("--markdown", action="store_true",
-                   help="print <out>/search_efficiency.json as a Markdown table; run nothing")
+                   help="print the summary of --replay as a Markdown table; run nothing")
     args = p.parse_args(argv)
     if args.markdown:
-        print(markdown(json.loads((Path(args.out) / "search_efficiency.json").read_text())))
+        print(markdown(json.loads((Path(args.out) / f"{REPLAYS[args.replay]}.json").read_text())))
         return 0
 
     from dvae.curves import CurveTable
@@ -456,7 +511,8 @@ def main(argv=None) -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    runs_file = out / "search_efficiency_runs.jsonl"
+    stem = REPLAYS[args.replay]
+    runs_file = out / f"{stem}_runs.jsonl"
     if runs_file.exists() and not args.resume:
         print(f"benchmarks.search_efficiency: {runs_file} exists; go on with --resume or choose another --out",
               file=sys.stderr)
@@ -474,7 +530,7 @@ def main(argv=None) -> int:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
                  _temp_dir=tempfile.mkdtemp(prefix="rs", dir="/tmp"))
     for method, rep in todo:
-        run = replayed_search(method, space, table, table_path, rep, args.epochs, args.concurrent)
+        run = replayed_search(method, space, table, table_path, rep, args.epochs, args.concurrent, args.replay)
         runs.append(run)
         with open(runs_file, "a") as f:
             f.write(json.dumps(run) + "\n")
@@ -482,8 +538,9 @@ def main(argv=None) -> int:
         print(f"{method} #{rep}: best {final:.2f} after {run['consumed']} epochs, {run['wall_s']:.0f} s", flush=True)
     max_t = space.asha["max_t"]
     summary = summarise(runs, table, max_t, args.epochs)
-    (out / "search_efficiency.json").write_text(json.dumps(summary, indent=1) + "\n")
-    plot(runs, args.epochs, out / "search_efficiency.png")
+    summary["replay"] = args.replay
+    (out / f"{stem}.json").write_text(json.dumps(summary, indent=1) + "\n")
+    plot(runs, args.epochs, out / f"{stem}.png")
     for method, entry in summary["methods"].items():
         e = entry["epochs_to_target"]
         print(f"{method:<18} epochs to within 1% of the best: median {e['median']} [{e['q1']}, {e['q3']}], "

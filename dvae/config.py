@@ -70,6 +70,9 @@ class DataConfig(_Section):
     features: Literal["stft", "mel"] = "stft"
     n_mels: int = field(default=80, metadata=_range(1))
     seq_len: int = field(default=50, metadata=_range(2))
+    # frames between the starts of consecutive training (and validation) windows of a sequence;
+    # None: seq_len, windows side by side. Smaller overlaps them: more windows from a small corpus
+    window_hop: Optional[int] = field(default=None, metadata=_range(1))
     max_utterances: Optional[int] = field(default=None, metadata=_range(1))  # per split; for quick runs
     cache_dir: Optional[str] = None  # None: $DVAE_CACHE or ~/.cache/dvae-tune
     # corpus: the corpus's own split of its files (dvae.data.corpora); within: every motion

@@ -13,9 +13,10 @@ its own seed where the table has one). A blank field is one the configuration do
 a val_loss of nan is an epoch that diverged (the curve ends there).
 
 A proposal rarely equals a recorded configuration, so a replayed trial takes the nearest
-(`CurveTable.nearest`): the distance is summed over the fields, 0 or 1 for a choice, the
-difference over the field's range for a number (of logarithms where the space samples
-it log-uniformly), and 1 where only one of the two has the field.
+(`CurveTable.nearest`, optionally the nearest of those not yet replayed): the distance is
+summed over the fields, 0 or 1 for a choice, the difference over the field's range for a
+number (of logarithms where the space samples it log-uniformly), and 1 where only one of
+the two has the field.
 """
 from __future__ import annotations
 
@@ -86,8 +87,9 @@ class CurveTable:
                                      "val_loss": loss, "epoch_time_s": f"{seconds:.4f}"})
         tmp.replace(path)
 
-    def nearest(self, proposal: dict, params: tuple[Param, ...]) -> Curve:
-        """The recorded configuration nearest to `proposal` (a trial's variant and fields)."""
+    def nearest(self, proposal: dict, params: tuple[Param, ...], exclude: frozenset[int] = frozenset()) -> Curve:
+        """The recorded configuration nearest to `proposal` (a trial's variant and fields),
+        leaving out the config_ids in `exclude` unless that leaves none."""
         def distance(curve: Curve) -> float:
             total = float(curve.params.get("variant") != proposal.get("variant"))
             if "seed" in curve.params:
@@ -103,7 +105,7 @@ class CurveTable:
                     scale = (lambda v: math.log(float(v))) if log else float
                     total += abs(scale(a) - scale(b)) / max(scale(param.high) - scale(param.low), 1e-12)
             return total
-        return min(self.curves, key=distance)
+        return min([c for c in self.curves if c.config_id not in exclude] or self.curves, key=distance)
 
     @property
     def best(self) -> float:

@@ -243,3 +243,29 @@ def test_syne_tunes_asha_replays_the_nearest_curves_and_stops_at_the_epoch_budge
     assert len(events) == 30 and {config for _, config in events} <= {0, 1, 2}
     assert all(1 <= epoch <= 4 for epoch, _ in events)
     assert any(epoch == 4 for epoch, _ in events)  # some trials ran to the full budget
+
+
+def test_a_distinct_replay_gives_each_new_trial_the_nearest_curve_not_yet_replayed(tmp_path):
+    from ray.tune.search import Searcher
+
+    from benchmarks import search_efficiency as eff
+    space, table = _three_curve_space(tmp_path)
+
+    class SameProposal(Searcher):  # a searcher stuck on one configuration, as a collapsed TPE is
+        def suggest(self, trial_id):
+            return {"variant": "vrnn", "lr": 1.1e-3}
+
+    limiter = eff.DistinctLimiter(SameProposal(metric="val_loss", mode="min"), 10,
+                                  eff.DistinctCurves(table, space.params), shared={"epochs": 4})
+    suggestions = [limiter.suggest(str(i)) for i in range(4)]
+    # the nearest, then the next nearest...; once all are replayed, the nearest again
+    assert [s["lr"] for s in suggestions] == [1e-3, 3e-3, 1e-2, 1e-3]
+    # the trial's configuration is its curve's: the replay trainable finds that curve
+    assert [table.nearest(s, space.params).config_id for s in suggestions] == [0, 1, 2, 0]
+
+    events = eff.optuna_run(space, table, rep=0, epochs=40, distinct=eff.DistinctCurves(table, space.params))
+    started = [config for epoch, config in events if epoch == 1]
+    assert sorted(started[:3]) == [0, 1, 2] and len(started) > 3  # then the curves repeat
+    run = eff.replayed_search("optuna_hyperband", space, table, tmp_path / "unused.csv", rep=0, epochs=40,
+                              concurrent=1, replay="distinct")
+    assert run["replay"] == "distinct" and run["distinct_configs"] == 3

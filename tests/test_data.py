@@ -437,3 +437,23 @@ def test_mocap_joints_in_mm_at_25_fps(mocap_root, tmp_path):
         length = np.linalg.norm(joints[:, child] - joints[:, parent], axis=-1)
         assert 50 < np.median(length) < 600 and length.std() < 0.05 * np.median(length)
     assert corpus.windows("train").shape[1:] == (50, 159)
+
+
+def test_overlapping_windows_start_every_window_hop_frames_within_each_sequence(tmp_path):
+    for subject, seed in (("S1", 0), ("S9", 1), ("S5", 2), ("S11", 3)):
+        write_h36m(tmp_path / subject / "walking_1.txt", 40, seed)  # 20 frames at 25 fps
+    write_h36m(tmp_path / "S1" / "eating_2.txt", 30, 5)  # 15 frames
+    settings = dict(corpus="h36m", data_root=str(tmp_path), seq_len=8, cache_dir=str(tmp_path / "cache"))
+    apart = prepare_corpus(DataConfig(**settings), progress=False)
+    overlapping = prepare_corpus(DataConfig(**settings, window_hop=3), progress=False)
+    # 15 frames: starts 0, 3, 6; 20 frames: 0, 3, ..., 12 (a window never crosses into the next sequence)
+    assert len(overlapping.windows("train")) == 3 + 5 + 5 and len(apart.windows("train")) == 1 + 2 + 2
+    assert overlapping.report["windows"]["train"] == 13 and apart.report["windows"]["train"] == 5
+    frames = {u.name: u.features for u in overlapping.utterances("train")}
+    windows = overlapping.windows("train")
+    expected = [frames[name][start:start + 8] for name in frames for start in range(0, len(frames[name]) - 7, 3)]
+    np.testing.assert_array_equal(windows[np.arange(len(windows))], np.stack(expected))
+    assert len(overlapping.windows("valid")) == 5  # validation windows overlap too
+    from dvae.config import ConfigError
+    with pytest.raises(ConfigError, match="window_hop"):
+        DataConfig(**settings, window_hop=0)

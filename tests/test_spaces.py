@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -376,3 +377,16 @@ def test_the_experiment_folders_settings_round_trip_and_resume_keeps_them(tmp_pa
         experiment.Settings.read(folder)
     with pytest.raises(experiment.ExperimentError, match="no experiment to resume"):
         experiment.Settings.read(tmp_path / "none")
+
+
+@pytest.mark.parametrize("kind", ["motion", "motion-windows-apart", "motion-takes"])
+def test_each_motion_benchmark_fixes_its_windows_and_schedule(kind, tmp_path, capsys):
+    from benchmarks.review import BENCHMARKS
+    space, _, _, settings = BENCHMARKS[kind]
+    assert tune_runner.main(["--space", space, "--budget", "small", *settings, "--dry-run",
+                             "--storage", str(tmp_path / "exp")]) == 0
+    apart = kind != "motion"  # the committed take-split and side-by-side rows: 1,000 steps of 2 batches an epoch
+    config = re.search(r"^config .*?(?=^search)", capsys.readouterr().out, re.S | re.M).group(0).split()
+    for expected in (f"window_hop={50 if apart else 5}", f"epochs={500 if apart else 300}",
+                     f"patience={50 if apart else 30}", f"split={'corpus' if kind == 'motion-takes' else 'within'}"):
+        assert expected in config, config

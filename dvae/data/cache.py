@@ -230,6 +230,7 @@ class PreparedCorpus:
         self.name = cfg.corpus
         self.split = cfg.split  # how the corpus is divided into its splits (DataConfig.split)
         self.seq_len = cfg.seq_len
+        self.window_hop = cfg.window_hop or cfg.seq_len
         meta = json.loads((self.path / "meta.json").read_text())
         self._index = json.loads((self.path / "index.json").read_text())
         self.kind = meta["kind"]
@@ -243,7 +244,7 @@ class PreparedCorpus:
         self.report = json.loads((self.path / "report.json").read_text())
         frames = {split: np.asarray(self._index[split]["frames"], dtype=np.int64) for split in SPLITS}
         self.report["seq_len"] = self.seq_len
-        self.report["windows"] = {split: int((frames[split] // self.seq_len).sum()) for split in SPLITS}
+        self.report["windows"] = {split: int(self._window_counts(frames[split]).sum()) for split in SPLITS}
         self.report["shorter_than_seq_len"] = {split: int((frames[split] < self.seq_len).sum()) for split in SPLITS}
         self._maps = {}
 
@@ -264,14 +265,19 @@ class PreparedCorpus:
                 for i, name in enumerate(entry["names"])]
 
     def windows(self, split: str) -> "Windows":
-        """The split's training windows, (N, seq_len, D): each utterance cut into
-        non-overlapping windows from its start (a remainder shorter than seq_len is left out)."""
+        """The split's training windows, (N, seq_len, D): each utterance cut into windows of
+        seq_len frames from its start, one every window_hop frames (side by side by default; a
+        remainder shorter than seq_len is left out)."""
         frames = np.asarray(self._entry(split)["frames"], dtype=np.int64)
-        counts = frames // self.seq_len
         first_frame = np.concatenate([[0], np.cumsum(frames)[:-1]])
-        starts = np.concatenate([first + self.seq_len * np.arange(count, dtype=np.int64)
-                                 for first, count in zip(first_frame, counts)] or [np.zeros(0, np.int64)])
+        starts = np.concatenate([first + self.window_hop * np.arange(count, dtype=np.int64)
+                                 for first, count in zip(first_frame, self._window_counts(frames))]
+                                or [np.zeros(0, np.int64)])
         return Windows(self._array(split, "features"), starts, self.seq_len)
+
+    def _window_counts(self, frames: np.ndarray) -> np.ndarray:
+        """How many windows each utterance of `frames` frames gives."""
+        return np.where(frames >= self.seq_len, (frames - self.seq_len) // self.window_hop + 1, 0)
 
     def training_windows(self) -> tuple["Windows", "Windows"]:
         """The train and valid splits' windows; a DataError where either has none at this seq_len."""
