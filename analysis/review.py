@@ -17,6 +17,7 @@ import json
 import math
 import subprocess
 from pathlib import Path
+from typing import Optional
 
 import pandas as pd
 import scipy.stats
@@ -126,8 +127,20 @@ def protocol(evaluations: pd.DataFrame, experiment: str | Path, kind: str) -> di
             "selection": "each row's checkpoint at its best validation loss (negative ELBO per frame at KL weight 1; "
                          "in generation mode for SRNN-GM); SRNN-TF-GM is SRNN's checkpoint scored in generation mode",
             "search": json.loads(search.read_text()) if search.is_file() else None,
+            "schedule": schedule(first["settings"]),
             "seeds": sorted({_plain(s) for s in evaluations["seed"]}),
             "experiment": experiment.name, "code_version": code_version()}
+
+
+def schedule(settings: dict) -> Optional[dict]:
+    """The training budget of the first row's checkpoint (a row of the space may override
+    some of it: SRNN-GM's KL warm-up); None for an evaluation that did not record it."""
+    train, data = settings.get("train"), settings.get("data", {})
+    if train is None:
+        return None
+    return {"seq_len": data.get("seq_len"), "window_hop": data.get("window_hop") or data.get("seq_len"),
+            **{k: train[k] for k in ("epochs", "patience", "batch_size", "optimizer", "lr", "lr_schedule",
+                                     "kl_warmup", "kl_warmup_epochs", "grad_clip")}}
 
 
 def table(result: dict) -> pd.DataFrame:

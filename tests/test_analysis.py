@@ -523,6 +523,8 @@ def test_srnn_tf_gm_is_srnns_checkpoint_in_generation_mode_and_the_benchmark_fil
     assert (protocol["corpus"], protocol["split"], protocol["features"]) == ("asterisk", "test", "stft")
     assert protocol["search"]["space"] == "vrnn_priors" and protocol["search"]["budget"] == "smoke"
     assert "raw ITU-T P.862" in protocol["metrics"]["pesq"] and protocol["code_version"]
+    vrnn_config = json.loads(next(copy.glob("vrnn_*/params.json")).read_text())
+    assert protocol["schedule"]["epochs"] == vrnn_config["epochs"] and protocol["schedule"]["window_hop"] == 50
     assert result["comparison"]["metric"] == "si_sdr" and len(result["comparison"]["rows"]) == 4
     assert "Spearman" in (tmp_path / "out" / "review.md").read_text()
 
