@@ -4,6 +4,7 @@
     python -m benchmarks.review_checks motion experiments/review-mocap-within-small --out review_mocap_within_checks.json
     python -m benchmarks.review_checks budget experiments/budget-check/dkf-100 experiments/budget-check/vae-100 ...
     python -m benchmarks.review_checks variants experiments/variant-check/dkf-review-decoder ...
+    python -m benchmarks.review_checks terms experiments/review-asterisk-small
 
 motion: for every trial of a review_mocap experiment, MPJPE of its best checkpoint on the
 training split beside the test split (the same 50-frame windows side by side, teacher-forced),
@@ -11,12 +12,18 @@ and three reference predictors of the test windows: the training data's mean pos
 window's own mean pose, and the previous frame. Writes results/review_mocap_checks.json (or
 --out).
 
-budget: the test scores (eval_test.json) and best epochs of runs trained with `dvae train`
-at the benchmark's settings but more epochs, beside the benchmark's rows for the same model
-and seed. Writes results/review_asterisk_budget.json.
+budget: the test scores (eval_test.json), best epochs and the validation ELBO's two terms
+(reconstruction and KL, per frame) of runs trained with `dvae train` at the benchmark's
+settings but more epochs. Writes results/review_asterisk_budget.json.
 
 variants: the same for runs at the benchmark's settings with one thing changed (the review's
 decoder layers, no gradient clipping). Writes results/review_asterisk_variants.json.
+
+terms: per row of a review_benchmark experiment, the validation ELBO's two terms at each
+seed's best epoch (reconstruction and KL, nats per frame) beside the row's test SI-SDR, and
+the Spearman correlation of SI-SDR with each term and with the ELBO over the rows whose
+decoder reads no previous frame (VAE, DKF, the RVAEs, DSAE: every frame goes through z).
+Writes results/review_asterisk_terms.json.
 """
 from __future__ import annotations
 
@@ -88,13 +95,40 @@ def trained_runs(runs: list[Path]) -> dict:
                      "epochs": cfg["train"]["epochs"], "grad_clip": cfg["train"]["grad_clip"],
                      "decoder_widths": decoder_widths(state["model"]), "best_epoch": state["loop"]["best_epoch"],
                      "best_val_loss": state["loop"]["best_val_loss"],
+                     # the ELBO's two terms at the best epoch (a best checkpoint holds that epoch's figures)
+                     **{k: state["metrics"].get(k) for k in ("val_recon", "val_kl")},
                      "test": {m: v["mean"] for m, v in scores["metrics"].items()}, "utterances": scores["n"]})
     return {"runs": rows}
 
 
+# the rows whose decoder reads no previous frame: all they reconstruct passes through z
+THROUGH_Z = ("vae", "dkf", "rvae_causal", "rvae_noncausal", "dsae")
+
+
+def elbo_terms(experiment: Path) -> dict:
+    import scipy.stats
+    trials = load_trials(experiment)
+    scores = json.loads((RESULTS / "review_asterisk.json").read_text())["rows"]
+    rows = {}
+    for model, group in trials.groupby("model"):
+        if model not in scores:
+            continue
+        rows[model] = {"seeds": int(len(group)), "val_recon": float(group["val_recon"].mean()),
+                       "val_kl": float(group["val_kl"].mean()), "val_loss": float(group["val_loss"].mean()),
+                       "test_si_sdr": scores[model]["mean"]["si_sdr"]}
+    through_z = [rows[m] for m in THROUGH_Z if m in rows]
+    si_sdr = [r["test_si_sdr"] for r in through_z]
+    spearman = {term: float(scipy.stats.spearmanr(si_sdr, [-r[term] for r in through_z]).statistic)
+                for term in ("val_recon", "val_loss")}
+    spearman["val_kl"] = float(scipy.stats.spearmanr(si_sdr, [r["val_kl"] for r in through_z]).statistic)
+    return {"experiment": str(experiment), "rows": rows, "rows_through_z": [m for m in THROUGH_Z if m in rows],
+            "spearman_of_si_sdr_over_rows_through_z": spearman,
+            "note": "val_recon and val_loss negated for the correlation (lower is better); val_kl as it is"}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("check", choices=("motion", "budget", "variants"))
+    p.add_argument("check", choices=("motion", "budget", "variants", "terms"))
     p.add_argument("folders", nargs="+", type=Path, help="the review_mocap experiment, or the runs trained longer")
     p.add_argument("--out", help="the results file's name in benchmarks/results (default review_mocap_checks.json "
                                  "for motion, review_asterisk_<check>.json for the others)")
@@ -103,6 +137,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     if args.check == "motion":
         write_result(motion(args.folders[0]), RESULTS / (args.out or "review_mocap_checks.json"))
+    elif args.check == "terms":
+        write_result(elbo_terms(args.folders[0]), RESULTS / (args.out or "review_asterisk_terms.json"))
     else:
         write_result(trained_runs(args.folders), RESULTS / (args.out or f"review_asterisk_{args.check}.json"))
     return 0
