@@ -383,13 +383,14 @@ def markdown(summary: dict) -> str:
                      + " | ".join(number(e["best_found_by"][m]["median"], 1) for m in marks)
                      + f" | {number(e['trials'])} | {number(e['distinct_configs'])} |")
     table = summary["table"]
-    lines.append(f"\n({summary['epochs_per_run']} epochs per search; table of {table['configurations']} "
+    lines.append(f"\n({summary.get('replay', 'nearest')} replay; {summary['epochs_per_run']} epochs per search; "
+                 f"table of {table['configurations']} "
                  f"configurations, best val_loss {table['best_val_loss']:.2f}, target {table['target']:.2f}; "
                  f"random search's median final best {summary['random_final_best']:.2f}.)")
     return "\n".join(lines)
 
 
-def plot(runs: list[dict], epochs: int, path: Path) -> None:
+def plot(runs: list[dict], epochs: int, path: Path, replay: str = "nearest") -> None:
     from matplotlib.figure import Figure
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
@@ -412,7 +413,7 @@ def plot(runs: list[dict], epochs: int, path: Path) -> None:
                 q1, median, q3 = np.nanpercentile(found, [25, 50, 75], axis=0)
             line, = ax.plot(grid, median, label=method)
             ax.fill_between(grid, q1, q3, color=line.get_color(), alpha=0.15)
-    ax.set(xlabel="epochs consumed", ylabel="best full-budget val_loss found", title="Search efficiency (median, quartiles)")
+    ax.set(xlabel="epochs consumed", ylabel="best full-budget val_loss found", title=f"Search efficiency, {replay} replay (median, quartiles)")
     ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -540,7 +541,7 @@ def main(argv=None) -> int:
     summary = summarise(runs, table, max_t, args.epochs)
     summary["replay"] = args.replay
     (out / f"{stem}.json").write_text(json.dumps(summary, indent=1) + "\n")
-    plot(runs, args.epochs, out / f"{stem}.png")
+    plot(runs, args.epochs, out / f"{stem}.png", args.replay)
     for method, entry in summary["methods"].items():
         e = entry["epochs_to_target"]
         print(f"{method:<18} epochs to within 1% of the best: median {e['median']} [{e['q1']}, {e['q3']}], "
