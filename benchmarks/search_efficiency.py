@@ -333,16 +333,31 @@ def quartiles(values: list[float]) -> dict:
     return {k: (None if v > never * 1e-10 else _plain(v)) for k, v in (("median", median), ("q1", q1), ("q3", q3))}
 
 
+def ratio_interval(ours: list[float], random: list[float], draws: int = 2000) -> list[Optional[float]]:
+    """A 95% bootstrap interval of the ratio of medians (ours over random search's), the
+    repetitions of each method resampled; a run that never got there counts as infinitely
+    many epochs, a bound at infinity is None (and a draw where neither median got there
+    counts as no better than random search: infinity)."""
+    rng = np.random.default_rng(0)
+    ours_, random_ = np.array(ours, dtype=float), np.array(random, dtype=float)
+    picks = lambda values: np.median(rng.choice(values, (draws, len(values))), axis=1)  # noqa: E731
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratios = picks(ours_) / picks(random_)
+    ratios[np.isnan(ratios)] = math.inf
+    return [_plain(v) for v in np.percentile(ratios, [2.5, 97.5], method="nearest")]
+
+
 def summarise(runs: list[dict], table, max_t: int, epochs: int) -> dict:
     best = min(c.best(max_t) for c in table.curves)
     target = best + TOLERANCE * abs(best)
     by_method = {m: [r for r in runs if r["method"] == m] for m in METHODS if any(r["method"] == m for r in runs)}
     finals = {m: [r["points"][-1][1] if r["points"] else math.inf for r in rs] for m, rs in by_method.items()}
     random_final = float(np.median(finals["random"])) if "random" in finals else math.nan
-    summary = {}
+    summary, needed = {}, {}
     for method, method_runs in by_method.items():
         to_target = [epochs_to(r["points"], target) for r in method_runs]
         to_random = [epochs_to(r["points"], random_final) for r in method_runs]
+        needed[method] = {"epochs_to_target": to_target, "epochs_to_random_final": to_random}
         counted = [r for r in method_runs if "trials" in r]
         summary[method] = {"repetitions": len(method_runs), "epochs_to_target": quartiles(to_target),
                            # median over the runs that counted them
@@ -357,7 +372,10 @@ def summarise(runs: list[dict], table, max_t: int, epochs: int) -> dict:
         for key in ("epochs_to_target", "epochs_to_random_final"):
             ours, theirs = entry[key]["median"], summary.get("random", {}).get(key, {}).get("median")
             ok = ours is not None and theirs not in (None, 0)
-            entry[f"ratio_to_random_{key.removeprefix('epochs_to_')}"] = _plain(ours / theirs) if ok else None
+            name = f"ratio_to_random_{key.removeprefix('epochs_to_')}"
+            entry[name] = _plain(ours / theirs) if ok else None
+            if "random" in needed:
+                entry[f"{name}_ci95"] = ratio_interval(needed[method][key], needed["random"][key])
         entry["ratio_to_random"] = entry["ratio_to_random_target"]
     return {"table": {"configurations": len(table.curves), "best_val_loss": best, "target": target,
                       "tolerance": TOLERANCE, "max_t": max_t},
