@@ -389,15 +389,20 @@ def markdown(summary: dict) -> str:
         return "never" if value is None else f"{value:.{digits}f}"
 
     marks = [m for m in map(str, BUDGET_MARKS) if int(m) <= summary["epochs_per_run"]]
-    lines = ["| method | epochs to within 1% of the table's best: median [q1, q3] | x random | reached | "
-             "epochs to random search's final best | x random | "
+    def ratio(entry, key):
+        interval = entry.get(f"{key}_ci95")
+        bounds = "" if interval is None else f" [{number(interval[0], 2)}, {number(interval[1], 2)}]"
+        return number(entry[key], 2) + bounds.replace("never", "∞")
+
+    lines = ["| method | epochs to within 1% of the table's best: median [q1, q3] | x random [95% CI] | reached | "
+             "epochs to random search's final best | x random [95% CI] | "
              + " | ".join(f"best found by {m} epochs" for m in marks) + " | trials | distinct curves |",
-             "|---" * (7 + len(marks)) + "|"]
+             "|---" * (8 + len(marks)) + "|"]
     for method, e in summary["methods"].items():
         t, r = e["epochs_to_target"], e["epochs_to_random_final"]
         lines.append(f"| {method} | {number(t['median'])} [{number(t['q1'])}, {number(t['q3'])}] | "
-                     f"{number(e['ratio_to_random_target'], 2)} | {e['reached_target']}/{e['repetitions']} | "
-                     f"{number(r['median'])} | {number(e['ratio_to_random_random_final'], 2)} | "
+                     f"{ratio(e, 'ratio_to_random_target')} | {e['reached_target']}/{e['repetitions']} | "
+                     f"{number(r['median'])} | {ratio(e, 'ratio_to_random_random_final')} | "
                      + " | ".join(number(e["best_found_by"][m]["median"], 1) for m in marks)
                      + f" | {number(e['trials'])} | {number(e['distinct_configs'])} |")
     table = summary["table"]

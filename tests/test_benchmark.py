@@ -3,6 +3,7 @@
 Fast checks only: tiny sizes, no wall-clock assertions (the targets are the benchmark's to report).
 """
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -208,6 +209,15 @@ def test_search_efficiency_counts_epochs_to_the_target_from_replayed_reports():
     assert ours["epochs_to_random_final"]["median"] == 4.0 and ours["ratio_to_random_random_final"] == 4.0 / 9.0
     assert ours["ratio_to_random"] is None  # random search's median never reached the target
     assert eff.best_by(points, 6) == 7.0 and eff.best_by(points, 2) == float("inf")
+
+
+def test_the_ratio_to_random_search_has_a_bootstrap_interval():
+    from benchmarks import search_efficiency as eff
+    assert eff.ratio_interval([10.0] * 5, [30.0] * 5) == [1 / 3, 1 / 3]  # no spread, no width
+    low, high = eff.ratio_interval([10.0, 12.0, 14.0, 16.0, 18.0], [20.0, 30.0, 40.0, 50.0, 60.0])
+    assert 10 / 60 <= low < 14 / 40 < high <= 18 / 20
+    # most of our runs never got there: the interval has no upper bound
+    assert eff.ratio_interval([10.0, math.inf, math.inf], [20.0, 30.0, 40.0])[1] is None
 
 
 def _three_curve_space(tmp_path):
