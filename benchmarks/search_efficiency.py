@@ -543,7 +543,7 @@ def main(argv=None) -> int:
         return 2
     runs = [json.loads(line) for line in runs_file.read_text().splitlines()] if runs_file.exists() else []
     done = {(r["method"], r["repetition"]) for r in runs if r["epochs"] == args.epochs}
-    runs = [r for r in runs if r["epochs"] == args.epochs]
+    runs = [r for r in runs if r["epochs"] == args.epochs and r["repetition"] < args.repetitions]
     todo = [(m, rep) for rep in range(args.repetitions) for m in methods if (m, rep) not in done]
     print(f"{len(table.curves)} recorded configurations; {len(done)} runs kept, {len(todo)} to go", flush=True)
     if any(m in RAY_METHODS for m, _ in todo):
