@@ -118,9 +118,9 @@ def elbo_terms(experiment: Path) -> dict:
                        "test_si_sdr": scores[model]["mean"]["si_sdr"]}
     through_z = [rows[m] for m in THROUGH_Z if m in rows]
     si_sdr = [r["test_si_sdr"] for r in through_z]
-    spearman = {term: float(scipy.stats.spearmanr(si_sdr, [-r[term] for r in through_z]).statistic)
-                for term in ("val_recon", "val_loss")}
-    spearman["val_kl"] = float(scipy.stats.spearmanr(si_sdr, [r["val_kl"] for r in through_z]).statistic)
+    better = {"val_recon": -1, "val_loss": -1, "val_kl": 1}  # the recon term and the loss: lower is better
+    spearman = {term: float(scipy.stats.spearmanr(si_sdr, [sign * r[term] for r in through_z]).statistic)
+                for term, sign in better.items()}
     return {"experiment": str(experiment), "rows": rows, "rows_through_z": [m for m in THROUGH_Z if m in rows],
             "spearman_of_si_sdr_over_rows_through_z": spearman,
             "note": "val_recon and val_loss negated for the correlation (lower is better); val_kl as it is"}

@@ -388,11 +388,12 @@ def markdown(summary: dict) -> str:
     def number(value, digits=0):
         return "never" if value is None else f"{value:.{digits}f}"
 
-    marks = [m for m in map(str, BUDGET_MARKS) if int(m) <= summary["epochs_per_run"]]
     def ratio(entry, key):
         interval = entry.get(f"{key}_ci95")
         bounds = "" if interval is None else f" [{number(interval[0], 2)}, {number(interval[1], 2)}]"
         return number(entry[key], 2) + bounds.replace("never", "∞")
+
+    marks = [m for m in map(str, BUDGET_MARKS) if int(m) <= summary["epochs_per_run"]]
 
     lines = ["| method | epochs to within 1% of the table's best: median [q1, q3] | x random [95% CI] | reached | "
              "epochs to random search's final best | x random [95% CI] | "
@@ -473,7 +474,7 @@ def replayed_search(method: str, space, table, table_path: Path, rep: int, epoch
     else:
         events = optuna_run(space, table, rep, epochs, distinct)
     started_configs = [config for epoch, config in events if epoch == 1]
-    # a recorded curve replayed again: proposals near one another share the nearest curve
+    # a recorded curve replayed again: in the nearest replay, proposals near one another share it
     return {"method": method, "replay": replay, "repetition": rep, "epochs": epochs, "consumed": len(events),
             "trials": len(started_configs), "distinct_configs": len(set(started_configs)),
             "points": trajectory(events, table, space.asha["max_t"]), "wall_s": time.perf_counter() - started}

@@ -168,7 +168,8 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", data: Optional[di
     corpus = prepare_corpus(cfg.data, progress=progress)
     result = evaluate(model, corpus, split, generation_mode, out_dir=json_path.with_suffix(""), write_wavs=write_wavs,
                       max_utterances=max_utterances, seed=cfg.train.seed, progress=progress)
-    result["settings"].update(checkpoint=str(path.absolute()), data=cfg.to_dict()["data"], train=cfg.to_dict()["train"])
+    sections = cfg.to_dict()
+    result["settings"].update(checkpoint=str(path.absolute()), data=sections["data"], train=sections["train"])
     json_path.write_text(json.dumps(result, indent=1, allow_nan=False))
     result["json"] = str(json_path)
     return result
