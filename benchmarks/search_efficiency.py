@@ -3,6 +3,7 @@
     python -m benchmarks.search_efficiency                       # every method, 30 repetitions each
     python -m benchmarks.search_efficiency --resume              # go on after an interruption
     python -m benchmarks.search_efficiency --repetitions 2 --epochs 60 --table T.csv --out /tmp/eff
+    python -m benchmarks.search_efficiency --configs 200 --resume   # the table's first 200 curves only
 
 Replays searches of a space (default vrnn_priors at its small budget, the main job) on a
 table of learning curves from benchmarks/search_table.py: each trial reports the recorded
@@ -485,6 +486,8 @@ def main(argv=None) -> int:
     p.add_argument("--space", default="vrnn_priors")
     p.add_argument("--budget", default="small")
     p.add_argument("--table", help="the curves (default benchmarks/results/search_table_<space>_<budget>.csv)")
+    p.add_argument("--configs", type=int,
+                   help="replay the table's first N configurations only (default: all it holds)")
     p.add_argument("--methods", help=f"comma-separated, of {', '.join(METHODS)} (default: all; bohb where "
                                       "hpbandster and ConfigSpace are installed)")
     p.add_argument("--repetitions", type=int, default=30)
@@ -528,8 +531,11 @@ def main(argv=None) -> int:
         recorded = Path(args.table or RESULTS / f"search_table_{space.name}_{args.budget}.csv").resolve()
         # the trials read the curves from a file: a copy of the table as it is now, so that one
         # still being recorded (search_table.py --resume) cannot hand them curves this run lacks
+        curves = CurveTable.read(recorded).curves
+        if args.configs is not None and not 1 <= args.configs <= len(curves):
+            raise ValueError(f"--configs {args.configs}: {recorded} holds {len(curves)} configurations")
         table_path = Path(tempfile.mkdtemp(prefix="curves-", dir=os.environ.get("DVAE_BENCH_TMP"))) / recorded.name
-        table_path.write_bytes(recorded.read_bytes())
+        CurveTable.write(table_path, curves[:args.configs], [param.name for param in space.params])
         table = CurveTable.read(table_path)
     except (SpaceError, ValueError, OSError) as e:
         print(f"benchmarks.search_efficiency: {e}", file=sys.stderr)
@@ -542,7 +548,17 @@ def main(argv=None) -> int:
         print(f"benchmarks.search_efficiency: {runs_file} exists; go on with --resume or choose another --out",
               file=sys.stderr)
         return 2
+    summary_file = out / f"{stem}.json"
     runs = [json.loads(line) for line in runs_file.read_text().splitlines()] if runs_file.exists() else []
+    # a run made before runs recorded their table's size has the size its summary recorded
+    made_on = {r["configurations"] for r in runs if "configurations" in r}
+    if summary_file.exists() and any("configurations" not in r for r in runs):
+        made_on.add(json.loads(summary_file.read_text())["table"]["configurations"])
+    if made_on - {len(table.curves)}:
+        print(f"benchmarks.search_efficiency: the runs in {runs_file} replayed tables of "
+              f"{', '.join(map(str, sorted(made_on)))} configurations, this one {len(table.curves)}; resume with "
+              f"--configs {min(made_on)} or choose another --out", file=sys.stderr)
+        return 2
     done = {(r["method"], r["repetition"]) for r in runs if r["epochs"] == args.epochs}
     runs = [r for r in runs if r["epochs"] == args.epochs and r["repetition"] < args.repetitions]
     todo = [(m, rep) for rep in range(args.repetitions) for m in methods if (m, rep) not in done]
@@ -556,6 +572,7 @@ def main(argv=None) -> int:
                  _temp_dir=tempfile.mkdtemp(prefix="rs", dir="/tmp"))
     for method, rep in todo:
         run = replayed_search(method, space, table, table_path, rep, args.epochs, args.concurrent, args.replay)
+        run["configurations"] = len(table.curves)
         runs.append(run)
         with open(runs_file, "a") as f:
             f.write(json.dumps(run) + "\n")
@@ -564,7 +581,7 @@ def main(argv=None) -> int:
     max_t = space.asha["max_t"]
     summary = summarise(runs, table, max_t, args.epochs)
     summary["replay"] = args.replay
-    (out / f"{stem}.json").write_text(json.dumps(summary, indent=1) + "\n")
+    summary_file.write_text(json.dumps(summary, indent=1) + "\n")
     plot(runs, args.epochs, out / f"{stem}.png", args.replay)
     for method, entry in summary["methods"].items():
         e = entry["epochs_to_target"]

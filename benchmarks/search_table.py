@@ -42,6 +42,12 @@ def sampled_configurations(space, n: int) -> list[dict]:
     return configurations
 
 
+def configuration(space, params: dict):
+    """The training config of one sampled configuration ({"variant": ..., field: value})."""
+    variant = next(v for v in space.variants if v.name == params["variant"])
+    return space.config(variant, {k: v for k, v in params.items() if k != "variant"})
+
+
 def record(job: tuple) -> tuple:
     """Trains one configuration; returns (config_id, its params, val_losses, epoch times, wall seconds)."""
     config_id, params, space_file, budget, scratch = job
@@ -52,9 +58,7 @@ def record(job: tuple) -> tuple:
     from dvae.training import train
     tune_process()
     torch.set_num_threads(1)
-    space = load_space(space_file, budget)
-    variant = next(v for v in space.variants if v.name == params["variant"])
-    cfg = space.config(variant, {k: v for k, v in params.items() if k != "variant"}).replace(
+    cfg = configuration(load_space(space_file, budget), params).replace(
         patience=0, media_every=0, num_threads=1, device="cpu")
     losses, times = [], []
 
@@ -108,6 +112,10 @@ def main(argv=None) -> int:
     print(f"{space.name} ({args.budget}): {len(configurations)} configurations, {len(curves)} recorded, "
           f"{len(todo)} to train into {out}", flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if todo:
+        # the pool's workers are daemonic and may not start the cache's own worker processes
+        from dvae.data import prepare_corpus
+        prepare_corpus(configuration(space, configurations[todo[0]]).data)
     scratch = tempfile.mkdtemp(prefix="search-table-")
     jobs = [(i, configurations[i], space_file, args.budget, scratch) for i in todo]
     try:

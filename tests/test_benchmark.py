@@ -81,11 +81,11 @@ def test_benchmark_writes_the_table_and_json(tmp_path, capsys):
         assert row["speedup_ceiling"] == pytest.approx(row["reference_step_ms"] / ideal_ms)
         assert row["speedup"] / row["speedup_ceiling"] == pytest.approx(row["matmul_fraction"])
         assert row["peak_mem_mb"] is None  # not measured in-process
-        # the step's matrix products alone: part of the step, so faster than it, and the bound above its speed-up
-        assert row["matrix_products"] > 0 and 0 < row["matrix_products_share"] < 1
+        # the step's matrix products timed alone; whether they are faster than the whole step is a
+        # measurement (a loaded machine can reverse it), so only the derived columns are checked
+        assert row["matrix_products"] > 0 and row["matrix_products_share"] > 0
         assert row["matrix_products_share"] == pytest.approx(row["matrix_products_ms"] / row["step_ms"])
         assert row["speedup_matrix_products_bound"] == pytest.approx(row["reference_step_ms"] / row["matrix_products_ms"])
-        assert row["speedup_matrix_products_bound"] > row["speedup"]
     targets = {(c["model"], c["target"].split()[0]) for c in result["targets"]}
     assert ("vrnn", "speedup") in targets and ("dkf", "matmul_fraction") in targets
     assert all(isinstance(c["holds"], bool) for c in result["targets"])
@@ -279,3 +279,61 @@ def test_a_distinct_replay_gives_each_new_trial_the_nearest_curve_not_yet_replay
     run = eff.replayed_search("optuna_hyperband", space, table, tmp_path / "unused.csv", rep=0, epochs=40,
                               concurrent=1, replay="distinct")
     assert run["replay"] == "distinct" and run["distinct_configs"] == 3
+
+
+def test_search_table_records_and_resumes_from_an_empty_cache(tmp_path):
+    """The table's command on a machine that has not prepared the corpus yet (its trainings run in
+    daemonic pool workers, which may not start the cache's own workers), then a resume that
+    keeps the recorded configurations and trains only the new one."""
+    import os
+    import subprocess
+
+    from benchmarks.search_table import sampled_configurations
+    from dvae.curves import CurveTable
+    from dvae.spaces import load_space
+    table = tmp_path / "table.csv"
+    env = {**os.environ, "DVAE_CACHE": str(tmp_path / "cache")}
+
+    def run(configs: int, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "benchmarks.search_table", "--space", "vrnn_priors", "--budget", "smoke",
+             "--configs", str(configs), "--jobs", "2", "--out", str(table), *extra],
+            cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True, timeout=600)
+
+    first = run(2)
+    assert first.returncode == 0, first.stderr[-3000:]
+    curves = CurveTable.read(table).curves
+    sampled = sampled_configurations(load_space("vrnn_priors", "smoke"), 3)
+    assert [c.params for c in curves] == sampled[:2]
+    assert all(len(c.val_loss) == 4 and all(math.isfinite(v) for v in c.val_loss) for c in curves)
+    assert run(3).returncode == 2  # an existing table is not overwritten without --resume
+    resumed = run(3, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "3 configurations, 2 recorded, 1 to train" in resumed.stdout
+    again = CurveTable.read(table).curves
+    assert [c.params for c in again] == sampled and again[:2] == curves
+
+
+def test_search_efficiency_replays_the_tables_first_configurations_and_resumes_only_on_the_same(tmp_path):
+    from benchmarks import search_efficiency as eff
+    from dvae.curves import CurveTable
+    space, table = _three_curve_space(tmp_path)
+    recorded = tmp_path / "table.csv"
+    CurveTable.write(recorded, table.curves, ["lr"])
+    out = tmp_path / "eff"
+
+    def run(*extra: str) -> int:
+        return eff.main(["--space", str(tmp_path / "space.yaml"), "--budget", "smoke", "--table", str(recorded),
+                         "--methods", "optuna_hyperband", "--repetitions", "1", "--epochs", "20",
+                         "--out", str(out), *extra])
+
+    assert run("--configs", "4") == 2  # more than the table holds
+    assert run("--configs", "2") == 0
+    summary = json.loads((out / "search_efficiency.json").read_text())
+    runs = [json.loads(line) for line in (out / "search_efficiency_runs.jsonl").read_text().splitlines()]
+    assert summary["table"]["configurations"] == 2 and [r["configurations"] for r in runs] == [2]
+    assert runs[0]["distinct_configs"] <= 2  # config 2 (the third curve) was not in the replayed table
+    assert run("--resume") == 2  # the whole table is another benchmark: the runs are kept, not mixed
+    assert len((out / "search_efficiency_runs.jsonl").read_text().splitlines()) == 1
+    assert run("--configs", "2", "--resume", "--repetitions", "2") == 0
+    assert len((out / "search_efficiency_runs.jsonl").read_text().splitlines()) == 2
