@@ -1,6 +1,6 @@
 """The search benchmark's table: learning curves of configurations sampled uniformly from a space.
 
-    python -m benchmarks.search_table                   # vrnn_priors at its small budget, 200 configurations
+    python -m benchmarks.search_table                   # vrnn_priors at its small budget, 400 configurations
     python -m benchmarks.search_table --resume          # go on after an interruption
     python -m benchmarks.search_table --space vrnn_priors --budget smoke --configs 4 --out /tmp/t.csv
 
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--space", default="vrnn_priors", help="a space of search_spaces/ (default vrnn_priors)")
     p.add_argument("--budget", default="small", help="the space's budget (default small: the main job's)")
-    p.add_argument("--configs", type=int, default=200, help="configurations to record (default 200)")
+    p.add_argument("--configs", type=int, default=400, help="configurations to record (default 400)")
     p.add_argument("--jobs", type=int, default=2, help="trainings at once (default 2)")
     p.add_argument("--out", help="the table (default benchmarks/results/search_table_<space>_<budget>.csv)")
     p.add_argument("--resume", action="store_true", help="keep the table's configurations and record the rest")
@@ -103,6 +103,10 @@ def main(argv=None) -> int:
     fields = [param.name for param in space.params]
     curves = {c.config_id: c for c in CurveTable.read(out).curves} if out.exists() else {}
     configurations = sampled_configurations(space, args.configs)
+    if len(curves) > args.configs:
+        print(f"benchmarks.search_table: {out} already holds {len(curves)} configurations, more than "
+              f"--configs {args.configs}", file=sys.stderr)
+        return 2
     for config_id, curve in curves.items():
         if config_id >= len(configurations) or curve.params != configurations[config_id]:
             print(f"benchmarks.search_table: {out} holds configuration {config_id} as {curve.params}, not as "

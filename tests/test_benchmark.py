@@ -307,6 +307,8 @@ def test_search_table_records_and_resumes_from_an_empty_cache(tmp_path):
     assert [c.params for c in curves] == sampled[:2]
     assert all(len(c.val_loss) == 4 and all(math.isfinite(v) for v in c.val_loss) for c in curves)
     assert run(3).returncode == 2  # an existing table is not overwritten without --resume
+    fewer = run(1, "--resume")
+    assert fewer.returncode == 2 and "already holds 2 configurations" in fewer.stderr
     resumed = run(3, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "3 configurations, 2 recorded, 1 to train" in resumed.stdout
