@@ -383,6 +383,19 @@ def summarise(runs: list[dict], table, max_t: int, epochs: int) -> dict:
             "epochs_per_run": epochs, "random_final_best": _plain(random_final), "methods": summary}
 
 
+def target_coverage(table, space, target: float, samples: int = 4000) -> dict:
+    """How much of the space the target stands for: the recorded curves that come within it,
+    and the share of uniformly sampled configurations (seed 1; the table's own are seed 0)
+    whose nearest recorded curve is one of them, the chance that one random trial of the
+    nearest replay reaches the target."""
+    from benchmarks.search_table import sampled_configurations
+    max_t = space.asha["max_t"]
+    hits = {c.config_id for c in table.curves if c.best(max_t) <= target}
+    proposals = sampled_configurations(space, samples, seed=1)
+    landed = sum(table.nearest(p, space.params).config_id in hits for p in proposals)
+    return {"curves_within_target": len(hits), "uniform_share_within_target": landed / samples}
+
+
 def markdown(summary: dict) -> str:
     """The summary as the README's table: per method, epochs to each target (median and
     quartiles, ratio to random search's), the best found by a few budgets, trials run."""
@@ -411,7 +424,10 @@ def markdown(summary: dict) -> str:
     lines.append(f"\n({summary.get('replay', 'nearest')} replay; {summary['epochs_per_run']} epochs per search; "
                  f"table of {table['configurations']} "
                  f"configurations, best val_loss {table['best_val_loss']:.2f}, target {table['target']:.2f}; "
-                 f"random search's median final best {summary['random_final_best']:.2f}.)")
+                 f"random search's median final best {summary['random_final_best']:.2f}"
+                 + (f"; {table['curves_within_target']} curves within the target, the nearest curve of "
+                    f"{100 * table['uniform_share_within_target']:.1f}% of uniformly sampled configurations"
+                    if "curves_within_target" in table else "") + ".)")
     return "\n".join(lines)
 
 
@@ -581,6 +597,7 @@ def main(argv=None) -> int:
     max_t = space.asha["max_t"]
     summary = summarise(runs, table, max_t, args.epochs)
     summary["replay"] = args.replay
+    summary["table"].update(target_coverage(table, space, summary["table"]["target"]))
     summary_file.write_text(json.dumps(summary, indent=1) + "\n")
     plot(runs, args.epochs, out / f"{stem}.png", args.replay)
     for method, entry in summary["methods"].items():

@@ -25,13 +25,14 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def sampled_configurations(space, n: int) -> list[dict]:
-    """The first `n` configurations a uniform sampler proposes: {"variant": ..., field: value}."""
+def sampled_configurations(space, n: int, seed: int = 0) -> list[dict]:
+    """The first `n` configurations a uniform sampler with this seed proposes (the table's:
+    seed 0): {"variant": ..., field: value}."""
     import optuna
 
     from dvae.search import OptunaSpace
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     propose = OptunaSpace(space)
     configurations = []
     for _ in range(n):

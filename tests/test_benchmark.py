@@ -335,6 +335,9 @@ def test_search_efficiency_replays_the_tables_first_configurations_and_resumes_o
     runs = [json.loads(line) for line in (out / "search_efficiency_runs.jsonl").read_text().splitlines()]
     assert summary["table"]["configurations"] == 2 and [r["configurations"] for r in runs] == [2]
     assert runs[0]["distinct_configs"] <= 2  # config 2 (the third curve) was not in the replayed table
+    # curve 0 alone is within 1% of the best; it is the nearest for lr below sqrt(1e-3 * 3e-3)
+    assert summary["table"]["curves_within_target"] == 1
+    assert summary["table"]["uniform_share_within_target"] == pytest.approx(math.log10(3) / 2, abs=0.03)
     assert run("--resume") == 2  # the whole table is another benchmark: the runs are kept, not mixed
     assert len((out / "search_efficiency_runs.jsonl").read_text().splitlines()) == 1
     assert run("--configs", "2", "--resume", "--repetitions", "2") == 0
