@@ -3,6 +3,7 @@
     python -m benchmarks.search_table                   # vrnn_priors at its small budget, 400 configurations
     python -m benchmarks.search_table --resume          # go on after an interruption
     python -m benchmarks.search_table --space vrnn_priors --budget smoke --configs 4 --out /tmp/t.csv
+    python -m benchmarks.search_table --seed 1 --ids 112,83,10 --resume   # some of them again, another seed
 
 Samples `--configs` configurations of the space uniformly (Optuna's RandomSampler, seed 0,
 through the search's own define-by-run space, so a conditional field exists only where it
@@ -11,6 +12,11 @@ epoch's val_loss and time in a table (dvae.curves) that replayed searches read
 (`tune_runner.py --replay`, benchmarks/search_efficiency.py). The table is rewritten after
 each configuration; --resume trains only the configurations it does not hold yet. `--jobs`
 trainings run at once, with one CPU thread each.
+
+`--seed N --ids I,J,...` trains some of the same configurations again with another training
+seed, into a table of its own (search_table_<space>_<budget>_seed<N>.csv, with a `seed`
+column): how far apart two seeds of one configuration end is the noise the search benchmark's
+surrogate replay adds (benchmarks/search_surrogate.py).
 """
 from __future__ import annotations
 
@@ -51,7 +57,7 @@ def configuration(space, params: dict):
 
 def record(job: tuple) -> tuple:
     """Trains one configuration; returns (config_id, its params, val_losses, epoch times, wall seconds)."""
-    config_id, params, space_file, budget, scratch = job
+    config_id, params, space_file, budget, scratch, seed = job
     import torch
 
     from dvae.cpu import tune_process
@@ -60,7 +66,7 @@ def record(job: tuple) -> tuple:
     tune_process()
     torch.set_num_threads(1)
     cfg = configuration(load_space(space_file, budget), params).replace(
-        patience=0, media_every=0, num_threads=1, device="cpu")
+        patience=0, media_every=0, num_threads=1, device="cpu", **({} if seed is None else {"seed": seed}))
     losses, times = [], []
 
     def on_epoch(metrics: dict, _checkpoint_dir) -> None:
@@ -82,6 +88,9 @@ def main(argv=None) -> int:
     p.add_argument("--budget", default="small", help="the space's budget (default small: the main job's)")
     p.add_argument("--configs", type=int, default=400, help="configurations to record (default 400)")
     p.add_argument("--jobs", type=int, default=2, help="trainings at once (default 2)")
+    p.add_argument("--seed", type=int, help="train with this seed instead of the space's, into a table of its own "
+                                            "(default out: search_table_<space>_<budget>_seed<N>.csv)")
+    p.add_argument("--ids", help="comma-separated configuration ids: record only these (default: all --configs)")
     p.add_argument("--out", help="the table (default benchmarks/results/search_table_<space>_<budget>.csv)")
     p.add_argument("--resume", action="store_true", help="keep the table's configurations and record the rest")
     args = p.parse_args(argv)
@@ -97,11 +106,21 @@ def main(argv=None) -> int:
     if args.configs < 1 or args.jobs < 1:
         print("benchmarks.search_table: --configs and --jobs must be at least 1", file=sys.stderr)
         return 2
-    out = Path(args.out) if args.out else RESULTS / f"search_table_{space.name}_{args.budget}.csv"
+    try:
+        ids = None if args.ids is None else sorted({int(i) for i in args.ids.split(",") if i.strip()})
+    except ValueError:
+        print(f"benchmarks.search_table: --ids {args.ids!r}: not comma-separated integers", file=sys.stderr)
+        return 2
+    if ids is not None and (not ids or ids[0] < 0 or ids[-1] >= args.configs):
+        print(f"benchmarks.search_table: --ids must name configurations 0 to {args.configs - 1}", file=sys.stderr)
+        return 2
+    suffix = "" if args.seed is None else f"_seed{args.seed}"
+    out = Path(args.out) if args.out else RESULTS / f"search_table_{space.name}_{args.budget}{suffix}.csv"
     if out.exists() and not args.resume:
         print(f"benchmarks.search_table: {out} exists; go on with --resume or choose another --out", file=sys.stderr)
         return 2
-    fields = [param.name for param in space.params]
+    fields = [param.name for param in space.params] + ([] if args.seed is None else ["seed"])
+    seeded = {} if args.seed is None else {"seed": args.seed}
     curves = {c.config_id: c for c in CurveTable.read(out).curves} if out.exists() else {}
     configurations = sampled_configurations(space, args.configs)
     if len(curves) > args.configs:
@@ -109,12 +128,13 @@ def main(argv=None) -> int:
               f"--configs {args.configs}", file=sys.stderr)
         return 2
     for config_id, curve in curves.items():
-        if config_id >= len(configurations) or curve.params != configurations[config_id]:
+        if config_id >= len(configurations) or curve.params != {**configurations[config_id], **seeded}:
             print(f"benchmarks.search_table: {out} holds configuration {config_id} as {curve.params}, not as "
                   "this space samples it; it is another space's table", file=sys.stderr)
             return 2
-    todo = [i for i in range(len(configurations)) if i not in curves]
-    print(f"{space.name} ({args.budget}): {len(configurations)} configurations, {len(curves)} recorded, "
+    todo = [i for i in (range(len(configurations)) if ids is None else ids) if i not in curves]
+    print(f"{space.name} ({args.budget}{', seed ' + str(args.seed) if seeded else ''}): "
+          f"{len(configurations) if ids is None else len(ids)} configurations, {len(curves)} recorded, "
           f"{len(todo)} to train into {out}", flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     if todo:
@@ -122,14 +142,14 @@ def main(argv=None) -> int:
         from dvae.data import prepare_corpus
         prepare_corpus(configuration(space, configurations[todo[0]]).data)
     scratch = tempfile.mkdtemp(prefix="search-table-")
-    jobs = [(i, configurations[i], space_file, args.budget, scratch) for i in todo]
+    jobs = [(i, configurations[i], space_file, args.budget, scratch, args.seed) for i in todo]
     try:
         with multiprocessing.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
             for config_id, params, losses, times, wall in pool.imap_unordered(record, jobs):
-                curves[config_id] = Curve(config_id, params, tuple(losses), tuple(times))
+                curves[config_id] = Curve(config_id, {**params, **seeded}, tuple(losses), tuple(times))
                 CurveTable.write(out, [curves[i] for i in sorted(curves)], fields)
                 print(f"configuration {config_id}: best val_loss {min(losses):.2f} in {len(losses)} epochs, "
-                      f"{wall:.0f} s ({len(curves)}/{len(configurations)})", flush=True)
+                      f"{wall:.0f} s ({len(curves)}/{len(configurations) if ids is None else len(ids)})", flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return 0
