@@ -27,14 +27,18 @@ Two replays (`--replay`): `nearest`, each trial replays the recorded curve neare
 configuration, so that proposals close to one another replay one curve again and again;
 `distinct`, each trial replays the nearest curve its search has not replayed yet (and takes
 that curve's configuration as its own), as a new configuration near a tried one would be a
-new model in a real search; only once every curve has been replayed do they repeat.
+new model in a real search; only once every curve has been replayed do they repeat;
+`surrogate`, the nearest replay on a dense table interpolated from the recorded one, with
+the seed noise measured on configurations trained again (benchmarks/search_surrogate.py),
+so that a proposal near a tried configuration gets a nearby, different, noisy curve.
 
 Per run it records the best full-budget val_loss found against epochs consumed; per method,
 the epochs needed to come within 1% of the table's best (and to reach random search's median
 final best), median and quartiles over the repetitions, and their ratio to random search's.
 Runs are appended to <out>/<stem>_runs.jsonl as they finish (what --resume keeps); the
 summary goes to <out>/<stem>.json and the figure to <stem>.png, where the stem is
-search_efficiency for the nearest-curve replay and search_efficiency_distinct for the other.
+search_efficiency for the nearest-curve replay, search_efficiency_distinct and
+search_efficiency_surrogate for the others.
 """
 from __future__ import annotations
 
@@ -59,7 +63,8 @@ SYNE_METHODS = ("syne_asha", "syne_bohb")
 METHODS = (*RAY_METHODS, "optuna_hyperband", *SYNE_METHODS)
 TOLERANCE = 0.01  # "within 1% of the table's best"
 BUDGET_MARKS = (100, 300, 600, 1200)  # epochs consumed at which the summary gives the best found so far
-REPLAYS = {"nearest": "search_efficiency", "distinct": "search_efficiency_distinct"}  # replay: results' stem
+REPLAYS = {"nearest": "search_efficiency", "distinct": "search_efficiency_distinct",  # replay: results' stem
+           "surrogate": "search_efficiency_surrogate"}
 
 
 class DistinctCurves:
@@ -420,11 +425,14 @@ def markdown(summary: dict) -> str:
                      f"{number(r['median'])} | {ratio(e, 'ratio_to_random_random_final')} | "
                      + " | ".join(number(e["best_found_by"][m]["median"], 1) for m in marks)
                      + f" | {number(e['trials'])} | {number(e['distinct_configs'])} |")
-    table = summary["table"]
+    table, made = summary["table"], summary.get("surrogate")
+    source = (f"a surrogate of {table['configurations']} configurations interpolated from "
+              f"{made['recorded_configurations']} recorded ({made['neighbours']} neighbours, seed noise sd "
+              f"{made['seed_noise_sd_last_epoch']:.2f} at the last epoch)" if made
+              else f"table of {table['configurations']} configurations")
     lines.append(f"\n({summary.get('replay', 'nearest')} replay; {summary['epochs_per_run']} epochs per search; "
-                 f"table of {table['configurations']} "
-                 f"configurations, best val_loss {table['best_val_loss']:.2f}, target {table['target']:.2f}; "
-                 f"random search's median final best {summary['random_final_best']:.2f}"
+                 f"{source}, best val_loss {table['best_val_loss']:.2f}, target {table['target']:.2f}; "
+                 f"random search's median final best {number(summary['random_final_best'], 2)}"
                  + (f"; {table['curves_within_target']} curves within the target, the nearest curve of "
                     f"{100 * table['uniform_share_within_target']:.1f}% of uniformly sampled configurations"
                     if "curves_within_target" in table else "") + ".)")
@@ -511,7 +519,10 @@ def main(argv=None) -> int:
     p.add_argument("--concurrent", type=int, default=2, help="trials at once in each search (default 2)")
     p.add_argument("--replay", choices=tuple(REPLAYS), default="nearest",
                    help="nearest: a trial replays the curve nearest its configuration (default); distinct: the "
-                        "nearest its search has not replayed yet")
+                        "nearest its search has not replayed yet; surrogate: the nearest of a dense table "
+                        "interpolated from the recorded one, with seed noise")
+    p.add_argument("--surrogate-size", type=int, default=4000,
+                   help="with --replay surrogate: configurations in the dense table (default 4000)")
     p.add_argument("--out", default=str(RESULTS), help="folder of the results (default benchmarks/results)")
     p.add_argument("--resume", action="store_true", help="keep the runs already recorded")
     p.add_argument("--markdown", action="store_true",
@@ -550,9 +561,25 @@ def main(argv=None) -> int:
         curves = CurveTable.read(recorded).curves
         if args.configs is not None and not 1 <= args.configs <= len(curves):
             raise ValueError(f"--configs {args.configs}: {recorded} holds {len(curves)} configurations")
+        replayed, made = curves[:args.configs], None
+        if args.replay == "surrogate":
+            if args.surrogate_size < 1:
+                raise ValueError("--surrogate-size must be at least 1")
+            from benchmarks import search_surrogate
+            seeded = [CurveTable.read(path) for path in search_surrogate.seed_table_paths(recorded)]
+            deviations = search_surrogate.seed_deviations(CurveTable(curves), seeded, space.asha["max_t"])
+            if not deviations:
+                raise ValueError(f"--replay surrogate needs some configurations of {recorded.name} trained again "
+                                 f"with other seeds beside it ({recorded.stem}_seed<N>.csv: "
+                                 "python -m benchmarks.search_table --seed N --ids I,J,...)")
+            dense, made = search_surrogate.surrogate(CurveTable(replayed), space, args.surrogate_size, deviations)
+            replayed = dense.curves
+            print(f"surrogate: {len(replayed)} configurations from {made['recorded_configurations']} recorded, "
+                  f"{made['neighbours']} neighbours, {made['seed_deviations']} seed deviations", flush=True)
         table_path = Path(tempfile.mkdtemp(prefix="curves-", dir=os.environ.get("DVAE_BENCH_TMP"))) / recorded.name
-        CurveTable.write(table_path, curves[:args.configs], [param.name for param in space.params])
+        CurveTable.write(table_path, replayed, [param.name for param in space.params])
         table = CurveTable.read(table_path)
+        recorded_count = len(curves[:args.configs])
     except (SpaceError, ValueError, OSError) as e:
         print(f"benchmarks.search_efficiency: {e}", file=sys.stderr)
         return 2
@@ -567,18 +594,25 @@ def main(argv=None) -> int:
     summary_file = out / f"{stem}.json"
     runs = [json.loads(line) for line in runs_file.read_text().splitlines()] if runs_file.exists() else []
     # a run made before runs recorded their table's size has the size its summary recorded
+    # a surrogate replay's dense table is made of the recorded curves and the seed noise beside them
+    made_of = {(r.get("surrogate_size"), r.get("seed_deviations")) for r in runs if r.get("replay") == "surrogate"}
+    if made and made_of - {(made["configurations"], made["seed_deviations"])}:
+        print(f"benchmarks.search_efficiency: the runs in {runs_file} replayed another surrogate (size, seed "
+              f"deviations: {sorted(made_of)}); resume with the same --surrogate-size and seed tables or choose "
+              "another --out", file=sys.stderr)
+        return 2
     made_on = {r["configurations"] for r in runs if "configurations" in r}
     if summary_file.exists() and any("configurations" not in r for r in runs):
         made_on.add(json.loads(summary_file.read_text())["table"]["configurations"])
-    if made_on - {len(table.curves)}:
+    if made_on - {recorded_count}:
         print(f"benchmarks.search_efficiency: the runs in {runs_file} replayed tables of "
-              f"{', '.join(map(str, sorted(made_on)))} configurations, this one {len(table.curves)}; resume with "
+              f"{', '.join(map(str, sorted(made_on)))} configurations, this one {recorded_count}; resume with "
               f"--configs {min(made_on)} or choose another --out", file=sys.stderr)
         return 2
     done = {(r["method"], r["repetition"]) for r in runs if r["epochs"] == args.epochs}
     runs = [r for r in runs if r["epochs"] == args.epochs and r["repetition"] < args.repetitions]
     todo = [(m, rep) for rep in range(args.repetitions) for m in methods if (m, rep) not in done]
-    print(f"{len(table.curves)} recorded configurations; {len(done)} runs kept, {len(todo)} to go", flush=True)
+    print(f"{recorded_count} recorded configurations; {len(done)} runs kept, {len(todo)} to go", flush=True)
     if any(m in RAY_METHODS for m, _ in todo):
         import ray
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -588,7 +622,9 @@ def main(argv=None) -> int:
                  _temp_dir=tempfile.mkdtemp(prefix="rs", dir="/tmp"))
     for method, rep in todo:
         run = replayed_search(method, space, table, table_path, rep, args.epochs, args.concurrent, args.replay)
-        run["configurations"] = len(table.curves)
+        run["configurations"] = recorded_count
+        if made:
+            run.update(surrogate_size=made["configurations"], seed_deviations=made["seed_deviations"])
         runs.append(run)
         with open(runs_file, "a") as f:
             f.write(json.dumps(run) + "\n")
@@ -597,6 +633,8 @@ def main(argv=None) -> int:
     max_t = space.asha["max_t"]
     summary = summarise(runs, table, max_t, args.epochs)
     summary["replay"] = args.replay
+    if made:
+        summary["surrogate"] = made
     summary["table"].update(target_coverage(table, space, summary["table"]["target"]))
     summary_file.write_text(json.dumps(summary, indent=1) + "\n")
     plot(runs, args.epochs, out / f"{stem}.png", args.replay)

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
 from .spaces import Param
 
 KEYS = ("config_id", "variant")
@@ -49,6 +51,7 @@ class CurveTable:
         if not curves:
             raise ValueError("a table of learning curves needs at least one configuration")
         self.curves = curves
+        self._columns_by_params: dict[tuple, dict] = {}
 
     @classmethod
     def read(cls, path: str | Path) -> "CurveTable":
@@ -89,28 +92,64 @@ class CurveTable:
 
     def nearest(self, proposal: dict, params: tuple[Param, ...], exclude: frozenset[int] = frozenset()) -> Curve:
         """The recorded configuration nearest to `proposal` (a trial's variant and fields),
-        leaving out the config_ids in `exclude` unless that leaves none."""
-        def distance(curve: Curve) -> float:
-            total = float(curve.params.get("variant") != proposal.get("variant"))
-            if "seed" in curve.params:
-                total += float(curve.params["seed"] != proposal.get("seed"))
+        leaving out the config_ids in `exclude` unless that leaves none (the first in the
+        table's order among equally near ones)."""
+        distance = self.distances(proposal, params)
+        if exclude:
+            left = np.array([c.config_id not in exclude for c in self.curves])
+            if left.any():
+                distance = np.where(left, distance, np.inf)
+        return self.curves[int(np.argmin(distance))]
+
+    def distances(self, proposal: dict, params: tuple[Param, ...], weights: Optional[dict] = None) -> np.ndarray:
+        """The distance from `proposal` to every recorded configuration, in the table's order:
+        summed over the fields, 0 or 1 for a choice, the difference over the field's range for
+        a number (of logarithms where the space samples it log-uniformly), 1 where only one of
+        the two has the field, each field's term times its `weights` entry (default 1); the
+        variant (and a seed, where the table records one) as a choice."""
+        columns = self._columns(tuple(params))
+        total = (columns["variant"] != str(proposal.get("variant"))).astype(float)
+        total += np.where(columns["has_seed"], columns["seed"] != str(proposal.get("seed")), False)
+        for param in params:
+            present, values = columns[param.name]
+            a = proposal.get(param.name)
+            if a is None:
+                term = present.astype(float)
+            elif param.kind == "choice":
+                term = np.where(present, values != str(a), True).astype(float)
+            else:
+                low, high = _scale(param, param.low), _scale(param, param.high)
+                term = np.where(present, np.abs(_scale(param, a) - values) / max(high - low, 1e-12), 1.0)
+            total += term if weights is None else weights.get(param.name, 1.0) * term
+        return total
+
+    def _columns(self, params: tuple[Param, ...]) -> dict:
+        """The recorded configurations as arrays, one per field: whether each has it, and its
+        value (numbers scaled as the distance measures them)."""
+        if params not in self._columns_by_params:
+            columns = {"variant": np.array([str(c.params.get("variant")) for c in self.curves]),
+                       "has_seed": np.array(["seed" in c.params for c in self.curves]),
+                       "seed": np.array([str(c.params.get("seed")) for c in self.curves])}
             for param in params:
-                a, b = proposal.get(param.name), curve.params.get(param.name)
-                if a is None or b is None:
-                    total += float((a is None) != (b is None))
-                elif param.kind == "choice":
-                    total += float(str(a) != str(b))
+                values = [c.params.get(param.name) for c in self.curves]
+                present = np.array([v is not None for v in values])
+                if param.kind == "choice":
+                    columns[param.name] = present, np.array([str(v) for v in values])
                 else:
-                    log = param.log or param.kind == "loguniform"
-                    scale = (lambda v: math.log(float(v))) if log else float
-                    total += abs(scale(a) - scale(b)) / max(scale(param.high) - scale(param.low), 1e-12)
-            return total
-        return min([c for c in self.curves if c.config_id not in exclude] or self.curves, key=distance)
+                    columns[param.name] = present, np.array([np.nan if v is None else _scale(param, v)
+                                                             for v in values])
+            self._columns_by_params[params] = columns
+        return self._columns_by_params[params]
 
     @property
     def best(self) -> float:
         """The lowest val_loss any configuration reached at any epoch."""
         return min(c.best() for c in self.curves)
+
+
+def _scale(param: Param, value) -> float:
+    """A number as the distance measures it: its logarithm where the space samples it log-uniformly."""
+    return math.log(float(value)) if param.log or param.kind == "loguniform" else float(value)
 
 
 def _value(text: str):

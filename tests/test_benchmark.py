@@ -7,6 +7,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -342,3 +343,98 @@ def test_search_efficiency_replays_the_tables_first_configurations_and_resumes_o
     assert len((out / "search_efficiency_runs.jsonl").read_text().splitlines()) == 1
     assert run("--configs", "2", "--resume", "--repetitions", "2") == 0
     assert len((out / "search_efficiency_runs.jsonl").read_text().splitlines()) == 2
+
+
+def _lr_only_space(tmp_path, n=40):
+    """A space of a learning rate and a prior, and a table of `n` curves on it whose loss
+    depends on the learning rate alone (best at 3e-3), the prior sampled at random."""
+    import random
+
+    from dvae.curves import Curve, CurveTable
+    from dvae.spaces import load_space
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text("description: x\nmodels: [vrnn]\nfixed: {epochs: 4}\n"
+                          "search:\n  lr: {loguniform: [1.0e-4, 1.0e-1]}\n  prior: {choice: [gaussian, student_t]}\n"
+                          "asha: {max_t: 4, grace_period: 1, reduction_factor: 2}\nnum_samples: 4\n"
+                          "budgets: {smoke: {}, small: {}, full: {}}\n")
+    rng = random.Random(0)
+    curves = []
+    for i in range(n):
+        lr = 10 ** rng.uniform(-4, -1)
+        gap = 20.0 * (math.log10(lr) - math.log10(3e-3)) ** 2
+        curves.append(Curve(i, {"variant": "vrnn", "lr": lr, "prior": rng.choice(["gaussian", "student_t"])},
+                            tuple(100.0 - 10 * e + gap for e in range(4)), (1.0,) * 4))
+    return load_space(str(space_file), "smoke"), CurveTable(curves)
+
+
+def test_the_surrogate_learns_which_fields_move_the_curves(tmp_path):
+    from benchmarks import search_surrogate
+    space, table = _lr_only_space(tmp_path)
+    fitted = search_surrogate.fit(table, space.params, max_t=4)
+    assert fitted["field_weights"]["prior"] == 0.0 and fitted["field_weights"]["lr"] > 0
+    assert fitted["leave_one_out_median_abs_error"] < fitted["leave_one_out_median_abs_error_unweighted"]
+    dense, made = search_surrogate.surrogate(table, space, size=200, deviations=[np.array([0.5, -0.5, 1.0, -1.0])])
+    assert made["configurations"] == len(dense.curves) == 200 and made["seed_noise_sd_last_epoch"] == 0.0
+    # inside the recorded range, a dense curve is near the truth plus the one deviation
+    for curve in (c for c in dense.curves if -3.5 < math.log10(c.params["lr"]) < -1.5):
+        truth = 100.0 - 10 * 3 + 20.0 * (math.log10(curve.params["lr"]) - math.log10(3e-3)) ** 2
+        assert curve.val_loss[3] == pytest.approx(truth - 1.0, abs=5.0)  # the gap spans 0 to 45
+    # the best of the dense table is near the best learning rate, whatever the prior
+    best = min(dense.curves, key=lambda c: c.best(4))
+    assert abs(math.log10(best.params["lr"]) - math.log10(3e-3)) < 0.3
+
+
+def test_the_surrogates_mean_is_a_recorded_curve_at_its_own_configuration_and_ends_where_one_diverges():
+    from benchmarks import search_surrogate
+    from dvae.curves import Curve
+    a = Curve(0, {}, (10.0, 8.0, 6.0), (1.0, 1.0, 1.0))
+    b = Curve(1, {}, (20.0, float("nan")), (3.0, 3.0))
+    loss, seconds = search_surrogate.weighted_mean([a, b], np.array([0.0, 1.0]))
+    assert list(loss) == [10.0, 8.0, 6.0]
+    loss, seconds = search_surrogate.weighted_mean([a, b], np.array([1.0, 1.0]))
+    assert loss[0] == 15.0 and math.isnan(loss[1]) and len(loss) == 2 and seconds[0] == 2.0
+    loss, _ = search_surrogate.weighted_mean([a, b], np.array([1.0, 2.0]))  # weights 1/d^2: 4 to 1
+    assert loss[0] == pytest.approx((4 * 10.0 + 20.0) / 5)
+
+
+def test_seed_deviations_have_one_seeds_spread():
+    from benchmarks import search_surrogate
+    from dvae.curves import Curve, CurveTable
+    table = CurveTable([Curve(0, {}, (10.0, 8.0), (1.0, 1.0)), Curve(1, {}, (5.0, 5.0), (1.0, 1.0))])
+    again = CurveTable([Curve(0, {"seed": 1}, (12.0, 6.0), (1.0, 1.0))])
+    deviations = search_surrogate.seed_deviations(table, [again], max_t=2)
+    # two seeds 2 apart: each deviates by 1 from their mean, by sqrt(2) as one seed's spread
+    assert len(deviations) == 2  # configuration 1 has one seed: no deviation
+    assert list(deviations[0]) == pytest.approx([-math.sqrt(2), math.sqrt(2)])
+    assert list(deviations[1]) == pytest.approx([math.sqrt(2), -math.sqrt(2)])
+    with pytest.raises(ValueError, match="configuration 7"):
+        search_surrogate.seed_deviations(table, [CurveTable([Curve(7, {"seed": 1}, (1.0,), (1.0,))])], max_t=2)
+
+
+def test_search_efficiency_replays_a_surrogate_made_of_the_table_and_its_seed_noise(tmp_path, capsys):
+    from benchmarks import search_efficiency as eff
+    from dvae.curves import Curve, CurveTable
+    space, table = _lr_only_space(tmp_path, n=12)
+    recorded = tmp_path / "table.csv"
+    CurveTable.write(recorded, table.curves, ["lr", "prior"])
+    out = tmp_path / "eff"
+
+    def run(*extra: str) -> int:
+        return eff.main(["--space", str(tmp_path / "space.yaml"), "--budget", "smoke", "--table", str(recorded),
+                         "--methods", "optuna_hyperband", "--repetitions", "1", "--epochs", "20", "--replay",
+                         "surrogate", "--surrogate-size", "60", "--out", str(out), *extra])
+
+    assert run() == 2 and "trained again with other seeds" in capsys.readouterr().err
+    again = [Curve(c.config_id, {**c.params, "seed": 1}, tuple(v + 1.0 for v in c.val_loss), c.epoch_time_s)
+             for c in table.curves[:3]]
+    CurveTable.write(tmp_path / "table_seed1.csv", again, ["lr", "prior", "seed"])
+    assert run() == 0
+    summary = json.loads((out / "search_efficiency_surrogate.json").read_text())
+    assert summary["replay"] == "surrogate" and summary["surrogate"]["seed_deviations"] == 6
+    assert summary["surrogate"]["seed_noise_sd_last_epoch"] == pytest.approx(math.sqrt(2) / 2)
+    assert summary["table"]["configurations"] == 60 and summary["surrogate"]["recorded_configurations"] == 12
+    (line,) = (out / "search_efficiency_surrogate_runs.jsonl").read_text().splitlines()
+    assert json.loads(line)["surrogate_size"] == 60 and json.loads(line)["configurations"] == 12
+    assert "a surrogate of 60 configurations interpolated from 12 recorded" in eff.markdown(summary)
+    assert run("--resume", "--surrogate-size", "80") == 2  # another surrogate: its runs are not mixed in
+    assert "replayed another surrogate" in capsys.readouterr().err
