@@ -567,12 +567,13 @@ def main(argv=None) -> int:
                 raise ValueError("--surrogate-size must be at least 1")
             from benchmarks import search_surrogate
             seeded = [CurveTable.read(path) for path in search_surrogate.seed_table_paths(recorded)]
-            deviations = search_surrogate.seed_deviations(CurveTable(curves), seeded, space.asha["max_t"])
+            deviations, seeds = search_surrogate.seed_deviations(CurveTable(curves), seeded, space.asha["max_t"])
             if not deviations:
-                raise ValueError(f"--replay surrogate needs some configurations of {recorded.name} trained again "
-                                 f"with other seeds beside it ({recorded.stem}_seed<N>.csv: "
+                raise ValueError(f"--replay surrogate needs two or more configurations of {recorded.name} trained "
+                                 f"again with other seeds beside it ({recorded.stem}_seed<N>.csv: "
                                  "python -m benchmarks.search_table --seed N --ids I,J,...)")
             dense, made = search_surrogate.surrogate(CurveTable(replayed), space, args.surrogate_size, deviations)
+            made.update(seeds)
             replayed = dense.curves
             print(f"surrogate: {len(replayed)} configurations from {made['recorded_configurations']} recorded, "
                   f"{made['neighbours']} neighbours, {made['seed_deviations']} seed deviations", flush=True)

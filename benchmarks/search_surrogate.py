@@ -14,10 +14,13 @@ built here from the recorded one, as surrogate benchmarks of hyperparameter opti
   weights are those with the least leave-one-out error of the best val_loss over the
   recorded table (each recorded configuration predicted from the others), so that a field
   that does not change the curves (the prior, on vrnn_priors) does not decide the neighbours;
-- plus seed noise: one deviation drawn from configurations recorded again with other
-  training seeds (`benchmarks.search_table --seed N --ids ...`), a seed's curve minus the
-  mean of that configuration's seeds, scaled by sqrt(n / (n - 1)) so that its spread is one
-  seed's and not one seed's from their mean.
+- plus seed noise: one residual drawn from configurations recorded again with other
+  training seeds (`benchmarks.search_table --seed N --ids ...`). Every trial of a search
+  runs with the space's one seed, as every curve of the table did, so what differs between
+  two configurations is not a seed's effect on all of them (a seed can suit the architecture
+  whatever the configuration) but how each configuration's curve strays from its own mean
+  and its seed's: the interaction residuals of configurations x seeds,
+  y_cs - y_c. - y_.s + y_.., scaled by sqrt(CS / ((C - 1)(S - 1))) to one curve's spread.
 
 So two nearby proposals get two nearby but different curves, each as noisy as a model
 trained once, and the best region of the space is a region, not one lucky curve.
@@ -37,24 +40,27 @@ POWER = 2.0
 SURROGATE_SEED = 2
 
 
-def seed_deviations(table: CurveTable, seed_tables: list[CurveTable], max_t: int) -> list[np.ndarray]:
-    """Per configuration recorded with more than one seed (the table's own curve is one of
-    them), each seed's first `max_t` val_losses minus their mean, times sqrt(n / (n - 1))."""
-    by_id: dict[int, list[np.ndarray]] = {c.config_id: [np.array(c.val_loss[:max_t])] for c in table.curves}
+def seed_deviations(table: CurveTable, seed_tables: list[CurveTable], max_t: int) -> tuple[list[np.ndarray], dict]:
+    """The interaction residuals (first `max_t` epochs) of the configurations recorded with
+    every seed (the table's own curves are one seed, each seed table another), and each
+    seed's effect on all of them (its mean minus the grand mean, at the last epoch)."""
+    by_id = {c.config_id: c for c in table.curves}
     for seeded in seed_tables:
-        for curve in seeded.curves:
-            if curve.config_id not in by_id:
-                raise ValueError(f"a seed table holds configuration {curve.config_id}, which the table does not")
-            by_id[curve.config_id].append(np.array(curve.val_loss[:max_t]))
-    deviations = []
-    for curves in by_id.values():
-        n = len(curves)
-        if n < 2:
-            continue
-        length = min(len(c) for c in curves)
-        stacked = np.stack([c[:length] for c in curves])
-        deviations.extend((stacked - stacked.mean(0)) * math.sqrt(n / (n - 1)))
-    return deviations
+        stray = sorted(c.config_id for c in seeded.curves if c.config_id not in by_id)
+        if stray:
+            raise ValueError(f"a seed table holds configuration {stray[0]}, which the table does not")
+    ids = sorted(set.intersection(*({c.config_id for c in t.curves} for t in seed_tables))) if seed_tables else []
+    if len(ids) < 2:
+        return [], {}
+    runs = [[by_id[i]] + [next(c for c in t.curves if c.config_id == i) for t in seed_tables] for i in ids]
+    length = min(max_t, *(len(c.val_loss) for row in runs for c in row))
+    y = np.array([[c.val_loss[:length] for c in row] for row in runs])  # configurations x seeds x epochs
+    n_configs, n_seeds = y.shape[:2]
+    residuals = y - y.mean(1, keepdims=True) - y.mean(0, keepdims=True) + y.mean((0, 1), keepdims=True)
+    residuals *= math.sqrt(n_configs * n_seeds / ((n_configs - 1) * (n_seeds - 1)))
+    seed_effect = y.mean(0)[:, -1] - y.mean((0, 1))[-1]
+    return list(residuals.reshape(-1, length)), {
+        "seed_configurations": ids, "seeds": n_seeds, "seed_effect_last_epoch": [float(v) for v in seed_effect]}
 
 
 def weighted_mean(curves: list[Curve], distance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -100,7 +106,8 @@ def fit(table: CurveTable, params, max_t: int) -> dict:
 
 
 def surrogate(table: CurveTable, space, size: int, deviations: list[np.ndarray], seed: int = SURROGATE_SEED):
-    """The dense table (a CurveTable) and what it was made of (a dict for the results file)."""
+    """The dense table (a CurveTable) and what it was made of (a dict for the results file),
+    each curve plus one of `deviations` drawn at random."""
     from benchmarks.search_table import sampled_configurations
     max_t = space.asha["max_t"]
     fitted = fit(table, space.params, max_t)

@@ -397,16 +397,22 @@ def test_the_surrogates_mean_is_a_recorded_curve_at_its_own_configuration_and_en
     assert loss[0] == pytest.approx((4 * 10.0 + 20.0) / 5)
 
 
-def test_seed_deviations_have_one_seeds_spread():
+def test_seed_noise_is_what_a_configuration_and_its_seed_do_not_explain():
     from benchmarks import search_surrogate
     from dvae.curves import Curve, CurveTable
-    table = CurveTable([Curve(0, {}, (10.0, 8.0), (1.0, 1.0)), Curve(1, {}, (5.0, 5.0), (1.0, 1.0))])
-    again = CurveTable([Curve(0, {"seed": 1}, (12.0, 6.0), (1.0, 1.0))])
-    deviations = search_surrogate.seed_deviations(table, [again], max_t=2)
-    # two seeds 2 apart: each deviates by 1 from their mean, by sqrt(2) as one seed's spread
-    assert len(deviations) == 2  # configuration 1 has one seed: no deviation
-    assert list(deviations[0]) == pytest.approx([-math.sqrt(2), math.sqrt(2)])
-    assert list(deviations[1]) == pytest.approx([math.sqrt(2), -math.sqrt(2)])
+    table = CurveTable([Curve(0, {}, (10.0, 10.0), (1.0,) * 2), Curve(1, {}, (5.0, 5.0), (1.0,) * 2),
+                        Curve(2, {}, (7.0, 7.0), (1.0,) * 2)])
+    # seed 1 adds 4 to both configurations it trained (a seed's effect on all of them): no noise
+    same = CurveTable([Curve(0, {"seed": 1}, (14.0, 14.0), (1.0,) * 2), Curve(1, {"seed": 1}, (9.0, 9.0), (1.0,) * 2)])
+    deviations, seeds = search_surrogate.seed_deviations(table, [same], max_t=2)
+    assert len(deviations) == 4 and all(list(d) == [0.0, 0.0] for d in deviations)
+    assert seeds == {"seed_configurations": [0, 1], "seeds": 2, "seed_effect_last_epoch": [-2.0, 2.0]}
+    # at the last epoch seed 1 moves configuration 0 by +2 and configuration 1 by +6: residuals of 1,
+    # one curve's spread 2 (C = S = 2: the residuals shrink by half)
+    apart = CurveTable([Curve(0, {"seed": 1}, (14.0, 12.0), (1.0,) * 2), Curve(1, {"seed": 1}, (9.0, 11.0), (1.0,) * 2)])
+    deviations, _ = search_surrogate.seed_deviations(table, [apart], max_t=2)
+    assert [abs(d[1]) for d in deviations] == pytest.approx([2.0] * 4) and deviations[0][1] == pytest.approx(2.0)
+    assert search_surrogate.seed_deviations(table, [CurveTable([same.curves[0]])], max_t=2) == ([], {})  # one configuration
     with pytest.raises(ValueError, match="configuration 7"):
         search_surrogate.seed_deviations(table, [CurveTable([Curve(7, {"seed": 1}, (1.0,), (1.0,))])], max_t=2)
 
@@ -430,8 +436,10 @@ def test_search_efficiency_replays_a_surrogate_made_of_the_table_and_its_seed_no
     CurveTable.write(tmp_path / "table_seed1.csv", again, ["lr", "prior", "seed"])
     assert run() == 0
     summary = json.loads((out / "search_efficiency_surrogate.json").read_text())
+    # seed 1 adds 1 to each of the three configurations it trained: a seed effect, no noise
     assert summary["replay"] == "surrogate" and summary["surrogate"]["seed_deviations"] == 6
-    assert summary["surrogate"]["seed_noise_sd_last_epoch"] == pytest.approx(math.sqrt(2) / 2)
+    assert summary["surrogate"]["seed_noise_sd_last_epoch"] == 0.0
+    assert summary["surrogate"]["seed_effect_last_epoch"] == [-0.5, 0.5]
     assert summary["table"]["configurations"] == 60 and summary["surrogate"]["recorded_configurations"] == 12
     (line,) = (out / "search_efficiency_surrogate_runs.jsonl").read_text().splitlines()
     assert json.loads(line)["surrogate_size"] == 60 and json.loads(line)["configurations"] == 12
