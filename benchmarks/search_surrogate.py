@@ -14,16 +14,23 @@ built here from the recorded one, as surrogate benchmarks of hyperparameter opti
   weights are those with the least leave-one-out error of the best val_loss over the
   recorded table (each recorded configuration predicted from the others), so that a field
   that does not change the curves (the prior, on vrnn_priors) does not decide the neighbours;
-- plus seed noise: one residual drawn from configurations recorded again with other
-  training seeds (`benchmarks.search_table --seed N --ids ...`). Every trial of a search
-  runs with the space's one seed, as every curve of the table did, so what differs between
-  two configurations is not a seed's effect on all of them (a seed can suit the architecture
-  whatever the configuration) but how each configuration's curve strays from its own mean
-  and its seed's: the interaction residuals of configurations x seeds,
-  y_cs - y_c. - y_.s + y_.., scaled by sqrt(CS / ((C - 1)(S - 1))) to one curve's spread.
+- and roughness: one of the k neighbours is picked at random with its weight, left out of
+  the mean, and its leave-one-out residual (its curve minus what its own neighbours predict
+  for it) added. That is how far a configuration strays from its neighbours here, all trained
+  with the space's one seed as every trial of a search is; at a recorded configuration the
+  curve is its own, and no neighbour's luck counts twice.
 
-So two nearby proposals get two nearby but different curves, each as noisy as a model
-trained once, and the best region of the space is a region, not one lucky curve.
+So two nearby proposals get two nearby but different curves, as rough as the recorded ones,
+and the best region of the space is a region, not one curve.
+
+The seed repeats (`benchmarks.search_table --seed N --ids ...`, tables
+<table>_seed<N>.csv beside it) measure something else, which `python -m
+benchmarks.search_surrogate` reports with the surrogate's fit: how much of a configuration's
+rank is its seed's doing, from the interaction residuals of configurations x seeds
+(y_cs - y_c. - y_.s + y_.., scaled by sqrt(CS / ((C - 1)(S - 1))) to one curve's spread).
+A seed's effect on every configuration, and the part of it that varies smoothly with the
+configuration, is shared by all trials of a search; so the leave-one-out residuals, not
+these, are the surrogate's noise.
 """
 from __future__ import annotations
 
@@ -40,10 +47,11 @@ POWER = 2.0
 SURROGATE_SEED = 2
 
 
-def seed_deviations(table: CurveTable, seed_tables: list[CurveTable], max_t: int) -> tuple[list[np.ndarray], dict]:
-    """The interaction residuals (first `max_t` epochs) of the configurations recorded with
-    every seed (the table's own curves are one seed, each seed table another), and each
-    seed's effect on all of them (its mean minus the grand mean, at the last epoch)."""
+def seed_spread(table: CurveTable, seed_tables: list[CurveTable], max_t: int) -> dict:
+    """Over the configurations recorded with every seed (the table's own curves are one seed,
+    each seed table another): each seed's effect on all of them (its mean minus the grand
+    mean) and the spread of one curve about its configuration's and its seed's effects (the
+    interaction residuals' standard deviation), both at the last epoch; {} under two of them."""
     by_id = {c.config_id: c for c in table.curves}
     for seeded in seed_tables:
         stray = sorted(c.config_id for c in seeded.curves if c.config_id not in by_id)
@@ -51,16 +59,16 @@ def seed_deviations(table: CurveTable, seed_tables: list[CurveTable], max_t: int
             raise ValueError(f"a seed table holds configuration {stray[0]}, which the table does not")
     ids = sorted(set.intersection(*({c.config_id for c in t.curves} for t in seed_tables))) if seed_tables else []
     if len(ids) < 2:
-        return [], {}
+        return {}
     runs = [[by_id[i]] + [next(c for c in t.curves if c.config_id == i) for t in seed_tables] for i in ids]
-    length = min(max_t, *(len(c.val_loss) for row in runs for c in row))
-    y = np.array([[c.val_loss[:length] for c in row] for row in runs])  # configurations x seeds x epochs
-    n_configs, n_seeds = y.shape[:2]
-    residuals = y - y.mean(1, keepdims=True) - y.mean(0, keepdims=True) + y.mean((0, 1), keepdims=True)
+    last = min(max_t, *(len(c.val_loss) for row in runs for c in row)) - 1
+    y = np.array([[c.val_loss[last] for c in row] for row in runs])  # configurations x seeds
+    n_configs, n_seeds = y.shape
+    residuals = y - y.mean(1, keepdims=True) - y.mean(0, keepdims=True) + y.mean()
     residuals *= math.sqrt(n_configs * n_seeds / ((n_configs - 1) * (n_seeds - 1)))
-    seed_effect = y.mean(0)[:, -1] - y.mean((0, 1))[-1]
-    return list(residuals.reshape(-1, length)), {
-        "seed_configurations": ids, "seeds": n_seeds, "seed_effect_last_epoch": [float(v) for v in seed_effect]}
+    return {"seed_configurations": ids, "seeds": n_seeds,
+            "seed_effect_last_epoch": [float(v) for v in y.mean(0) - y.mean()],
+            "seed_interaction_sd_last_epoch": float(residuals.std())}
 
 
 def weighted_mean(curves: list[Curve], distance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -105,28 +113,97 @@ def fit(table: CurveTable, params, max_t: int) -> dict:
             "leave_one_out_by_neighbours": {str(k): f["error"] for k, f in fits.items()}}
 
 
-def surrogate(table: CurveTable, space, size: int, deviations: list[np.ndarray], seed: int = SURROGATE_SEED):
-    """The dense table (a CurveTable) and what it was made of (a dict for the results file),
-    each curve plus one of `deviations` drawn at random."""
+def residuals(table: CurveTable, params, neighbours: int, weights: dict, max_t: int) -> list[np.ndarray | None]:
+    """Each recorded curve's first `max_t` val_losses minus what its `neighbours` nearest
+    others predict (weighted_mean), in the table's order; None where either is not finite."""
+    out = []
+    for i, curve in enumerate(table.curves):
+        distance = table.distances(curve.params, params, weights)
+        distance[i] = np.inf
+        nearest = np.argsort(distance, kind="stable")[:neighbours]
+        predicted = weighted_mean([table.curves[j] for j in nearest], distance[nearest])[0][:max_t]
+        residual = np.array(curve.val_loss[:len(predicted)]) - predicted
+        out.append(residual if np.isfinite(residual).all() else None)
+    return out
+
+
+def surrogate(table: CurveTable, space, size: int, seed: int = SURROGATE_SEED):
+    """The dense table (a CurveTable) and what it was made of (a dict for the results file)."""
     from benchmarks.search_table import sampled_configurations
     max_t = space.asha["max_t"]
     fitted = fit(table, space.params, max_t)
+    noise = residuals(table, space.params, fitted["neighbours"], fitted["field_weights"], max_t)
     rng = np.random.default_rng(seed)
     curves = []
     for config_id, proposal in enumerate(sampled_configurations(space, size, seed=seed)):
         distance = table.distances(proposal, space.params, fitted["field_weights"])
-        nearest = np.argsort(distance, kind="stable")[:fitted["neighbours"]]
-        loss, seconds = weighted_mean([table.curves[i] for i in nearest], distance[nearest])
-        if deviations:
-            noise = deviations[rng.integers(len(deviations))]
-            loss[:len(noise)] += noise[:len(loss)]
+        order = np.argsort(distance, kind="stable")
+        # one neighbour picked with its weight in the mean, its residual added to the mean of the
+        # others: at a recorded configuration, its own curve (the mean of the others plus how far
+        # it strays from them), and no neighbour's luck counted twice
+        rough = [i for i in order[:fitted["neighbours"]] if noise[i] is not None]
+        picked = None
+        if rough:
+            weights = np.maximum(distance[rough], 1e-12) ** -POWER
+            picked = rough[rng.choice(len(rough), p=weights / weights.sum())]
+        others = [i for i in order if i != picked][:fitted["neighbours"]]
+        loss, seconds = weighted_mean([table.curves[i] for i in others], distance[others])
+        if picked is not None:
+            loss[:len(noise[picked])] += noise[picked][:len(loss)]
         curves.append(Curve(config_id, proposal, tuple(map(float, loss)), tuple(map(float, seconds))))
-    noise_sd = float(np.std([d[-1] for d in deviations])) if deviations else 0.0
+    finite = [r for r in noise if r is not None]
     return CurveTable(curves), {
         "configurations": size, "recorded_configurations": len(table.curves), "sampler_seed": seed, "power": POWER,
-        **fitted, "seed_deviations": len(deviations), "seed_noise_sd_last_epoch": noise_sd}
+        **fitted, "residuals": len(finite), "residual_sd_last_epoch": float(np.std([r[-1] for r in finite]))}
 
 
 def seed_table_paths(recorded: Path) -> list[Path]:
     """The tables of the same configurations with other seeds, beside the recorded one."""
     return sorted(recorded.parent.glob(f"{recorded.stem}_seed*.csv"))
+
+
+def seed_repeats_markdown(table: CurveTable, seed_tables: list[CurveTable], max_t: int) -> str:
+    """The configurations trained again, their best val_loss per seed, as a Markdown table."""
+    by_id = {c.config_id: c for c in table.curves}
+    seeds = [t.curves[0].params.get("seed", "?") for t in seed_tables]
+    rank = {c.config_id: i + 1 for i, c in enumerate(sorted(table.curves, key=lambda c: c.best(max_t)))}
+    lines = ["| configuration | rank in the table | " + " | ".join(f"seed {s}" for s in [0, *seeds]) + " |",
+             "|---" * (2 + len(seeds) + 1) + "|"]
+    for config_id in sorted({c.config_id for t in seed_tables for c in t.curves}, key=rank.get):
+        again = [next((c.best(max_t) for c in t.curves if c.config_id == config_id), None) for t in seed_tables]
+        lines.append(f"| {config_id} | {rank[config_id]} | {by_id[config_id].best(max_t):.1f} | "
+                     + " | ".join("" if v is None else f"{v:.1f}" for v in again) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    import argparse
+    import json
+    import sys
+
+    from dvae.spaces import load_space, space_path
+    p = argparse.ArgumentParser(description="The seed repeats, and the surrogate's fitted neighbours and noise")
+    p.add_argument("--space", default="vrnn_priors")
+    p.add_argument("--budget", default="small")
+    p.add_argument("--table", help="the recorded curves (default benchmarks/results/search_table_<space>_<budget>.csv)")
+    args = p.parse_args(argv)
+    space = load_space(str(space_path(args.space)), args.budget)
+    recorded = Path(args.table or Path(__file__).resolve().parent / "results"
+                    / f"search_table_{space.name}_{args.budget}.csv")
+    table = CurveTable.read(recorded)
+    seed_tables = [CurveTable.read(path) for path in seed_table_paths(recorded)]
+    max_t = space.asha["max_t"]
+    if not seed_tables:
+        print(f"benchmarks.search_surrogate: no seed tables beside {recorded} "
+              "(python -m benchmarks.search_table --seed N --ids I,J,...)", file=sys.stderr)
+        return 2
+    print(seed_repeats_markdown(table, seed_tables, max_t))
+    fitted = fit(table, space.params, max_t)
+    noise = [r for r in residuals(table, space.params, fitted["neighbours"], fitted["field_weights"], max_t) if r is not None]
+    print(json.dumps({**seed_spread(table, seed_tables, max_t), **fitted,
+                      "residual_sd_last_epoch": float(np.std([r[-1] for r in noise]))}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
