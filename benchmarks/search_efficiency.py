@@ -570,6 +570,10 @@ def main(argv=None) -> int:
                 raise ValueError("--surrogate-size must be at least 1")
             from benchmarks import search_surrogate
             dense, made = search_surrogate.surrogate(CurveTable(replayed), space, args.surrogate_size)
+            # beside it, for the reader: how much of one configuration's rank is its seed's doing
+            made.update(search_surrogate.seed_spread(
+                CurveTable(curves), [CurveTable.read(path) for path in search_surrogate.seed_table_paths(recorded)],
+                space.asha["max_t"]))
             replayed = dense.curves
             print(f"surrogate: {len(replayed)} configurations from {made['recorded_configurations']} recorded, "
                   f"{made['neighbours']} neighbours, {made['residuals']} residuals", flush=True)

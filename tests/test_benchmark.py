@@ -448,9 +448,13 @@ def test_search_efficiency_replays_a_surrogate_made_of_the_table(tmp_path, capsy
                          "--methods", "optuna_hyperband", "--repetitions", "1", "--epochs", "20", "--replay",
                          "surrogate", "--surrogate-size", "60", "--out", str(out), *extra])
 
+    again = [Curve(c.config_id, {**c.params, "seed": 1}, tuple(v + 1.0 for v in c.val_loss), c.epoch_time_s)
+             for c in table.curves[:3]]
+    CurveTable.write(tmp_path / "table_seed1.csv", again, ["lr", "prior", "seed"])  # seed repeats beside it
     assert run() == 0
     summary = json.loads((out / "search_efficiency_surrogate.json").read_text())
     assert summary["replay"] == "surrogate" and summary["surrogate"]["residuals"] == 12
+    assert summary["surrogate"]["seed_effect_last_epoch"] == [-0.5, 0.5]  # seed 1 adds 1 to all three
     assert summary["table"]["configurations"] == 60 and summary["surrogate"]["recorded_configurations"] == 12
     # the target is the recorded table's best; the curves replayed are the surrogate's
     assert summary["table"]["best_val_loss"] == min(c.best(4) for c in table.curves)
