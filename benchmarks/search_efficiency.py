@@ -100,9 +100,9 @@ class DistinctLimiter(ConcurrencyLimiter):
         return rewritten
 
 
-def trajectory(events: list[tuple[int, int]], table, max_t: int) -> list[tuple[int, float]]:
-    """(epochs consumed, best full-budget val_loss so far) at each improvement, from the
-    reported (epoch, replayed configuration) events in the order they came."""
+def trajectory(events: list[tuple[int, int]], table, max_t: int) -> list[tuple[int, float, int]]:
+    """(epochs consumed, best full-budget val_loss so far, its configuration) at each
+    improvement, from the reported (epoch, replayed configuration) events in the order they came."""
     by_id = {c.config_id: c for c in table.curves}
     best, points = math.inf, []
     for used, (epoch, config_id) in enumerate(events, 1):
@@ -110,7 +110,7 @@ def trajectory(events: list[tuple[int, int]], table, max_t: int) -> list[tuple[i
         reached_end = epoch >= min(max_t, len(curve.val_loss))
         if reached_end and curve.best(max_t) < best:
             best = curve.best(max_t)
-            points.append((used, best))
+            points.append((used, best, config_id))
     return points
 
 
@@ -321,13 +321,20 @@ def syne_installed() -> bool:
     return True
 
 
-def best_by(points: list[tuple[int, float]], used: int) -> float:
+def best_by(points: list, used: int) -> float:
     """The best full-budget val_loss found within `used` epochs (inf: none yet)."""
-    return min((best for at, best in points if at <= used), default=math.inf)
+    return min((point[1] for point in points if point[0] <= used), default=math.inf)
 
 
-def epochs_to(points: list[tuple[int, float]], target: float) -> float:
-    return next((used for used, best in points if best <= target), math.inf)
+def epochs_to(points: list, target: float) -> float:
+    return next((point[0] for point in points if point[1] <= target), math.inf)
+
+
+def expected_points(points: list, expected: list[float]) -> list[tuple[int, float]]:
+    """The trajectory as (epochs consumed, expected val_loss of the configuration found so far):
+    the search keeps the run that scored best, and what that configuration scores on average
+    is `expected` (per configuration id, a surrogate's noise-free mean)."""
+    return [(point[0], expected[point[2]]) for point in points]
 
 
 def quartiles(values: list[float]) -> dict:
@@ -354,9 +361,13 @@ def ratio_interval(ours: list[float], random: list[float], draws: int = 2000) ->
     return [_plain(v) for v in np.percentile(ratios, [2.5, 97.5], method="nearest")]
 
 
-def summarise(runs: list[dict], table, max_t: int, epochs: int, best: Optional[float] = None) -> dict:
+def summarise(runs: list[dict], table, max_t: int, epochs: int, best: Optional[float] = None,
+              expected: Optional[list[float]] = None) -> dict:
     """Per method, epochs to the target (within 1% of `best`, default the replayed table's
-    best) and to random search's median final best, with their ratios to random search's."""
+    best) and to random search's median final best, with their ratios to random search's.
+    `expected` (a surrogate's noise-free mean per configuration): also what the configuration
+    each search ends with scores on average, and the epochs until that comes within 1% of the
+    best mean of all."""
     best = min(c.best(max_t) for c in table.curves) if best is None else best
     target = best + TOLERANCE * abs(best)
     by_method = {m: [r for r in runs if r["method"] == m] for m in METHODS if any(r["method"] == m for r in runs)}
@@ -386,9 +397,27 @@ def summarise(runs: list[dict], table, max_t: int, epochs: int, best: Optional[f
             if "random" in needed:
                 entry[f"{name}_ci95"] = ratio_interval(needed[method][key], needed["random"][key])
         entry["ratio_to_random"] = entry["ratio_to_random_target"]
-    return {"table": {"configurations": len(table.curves), "best_val_loss": best, "target": target,
-                      "tolerance": TOLERANCE, "max_t": max_t},
-            "epochs_per_run": epochs, "random_final_best": _plain(random_final), "methods": summary}
+    result = {"table": {"configurations": len(table.curves), "best_val_loss": best, "target": target,
+                        "tolerance": TOLERANCE, "max_t": max_t},
+              "epochs_per_run": epochs, "random_final_best": _plain(random_final), "methods": summary}
+    if expected is not None:
+        optimum = min(expected)
+        expected_target = optimum + TOLERANCE * abs(optimum)
+        result["expected"] = {"optimum": optimum, "target": expected_target}
+        needed = {m: [epochs_to(expected_points(r["points"], expected), expected_target) for r in rs]
+                  for m, rs in by_method.items()}
+        for method, method_runs in by_method.items():
+            entry = summary[method]
+            entry["expected_final"] = quartiles([expected[r["points"][-1][2]] if r["points"] else math.inf
+                                                 for r in method_runs])
+            entry["epochs_to_expected_target"] = quartiles(needed[method])
+            entry["reached_expected_target"] = sum(math.isfinite(e) for e in needed[method])
+            ours = entry["epochs_to_expected_target"]["median"]
+            theirs = summary.get("random", {}).get("epochs_to_expected_target", {}).get("median")
+            entry["ratio_to_random_expected_target"] = _plain(ours / theirs) if ours is not None and theirs else None
+            if "random" in needed:
+                entry["ratio_to_random_expected_target_ci95"] = ratio_interval(needed[method], needed["random"])
+    return result
 
 
 def target_coverage(table, space, target: float, samples: int = 4000) -> dict:
@@ -439,6 +468,18 @@ def markdown(summary: dict) -> str:
                  + (f"; {table['curves_within_target']} curves within the target, the nearest curve of "
                     f"{100 * table['uniform_share_within_target']:.1f}% of uniformly sampled configurations"
                     if "curves_within_target" in table else "") + ".)")
+    if "expected" in summary:
+        lines += ["", "| method | expected val_loss of the configuration found: median [q1, q3] | epochs until it is "
+                  "within 1% of the best expected: median [q1, q3] | x random [95% CI] | reached |",
+                  "|---|---|---|---|---|"]
+        for method, e in summary["methods"].items():
+            f, t = e["expected_final"], e["epochs_to_expected_target"]
+            lines.append(f"| {method} | {number(f['median'], 1)} [{number(f['q1'], 1)}, {number(f['q3'], 1)}] | "
+                         f"{number(t['median'])} [{number(t['q1'])}, {number(t['q3'])}] | "
+                         f"{ratio(e, 'ratio_to_random_expected_target')} | "
+                         f"{e['reached_expected_target']}/{e['repetitions']} |")
+        lines.append(f"\n(expected: the surrogate's mean without roughness; best expected "
+                     f"{summary['expected']['optimum']:.2f}, target {summary['expected']['target']:.2f}.)")
     return "\n".join(lines)
 
 
@@ -564,12 +605,12 @@ def main(argv=None) -> int:
         curves = CurveTable.read(recorded).curves
         if args.configs is not None and not 1 <= args.configs <= len(curves):
             raise ValueError(f"--configs {args.configs}: {recorded} holds {len(curves)} configurations")
-        replayed, made = curves[:args.configs], None
+        replayed, made, expected = curves[:args.configs], None, None
         if args.replay == "surrogate":
             if args.surrogate_size < 1:
                 raise ValueError("--surrogate-size must be at least 1")
             from benchmarks import search_surrogate
-            dense, made = search_surrogate.surrogate(CurveTable(replayed), space, args.surrogate_size)
+            dense, expected, made = search_surrogate.surrogate(CurveTable(replayed), space, args.surrogate_size)
             # beside it, for the reader: how much of one configuration's rank is its seed's doing
             made.update(search_surrogate.seed_spread(
                 CurveTable(curves), [CurveTable.read(path) for path in search_surrogate.seed_table_paths(recorded)],
@@ -634,7 +675,7 @@ def main(argv=None) -> int:
     # a surrogate's target is the recorded table's: its own best grows with its size, and its
     # extremes are draws of the noise model, not models anybody trained
     recorded_best = min(c.best(max_t) for c in curves[:args.configs]) if made else None
-    summary = summarise(runs, table, max_t, args.epochs, recorded_best)
+    summary = summarise(runs, table, max_t, args.epochs, recorded_best, expected)
     summary["replay"] = args.replay
     if made:
         summary["surrogate"] = made

@@ -128,16 +128,21 @@ def residuals(table: CurveTable, params, neighbours: int, weights: dict, max_t: 
 
 
 def surrogate(table: CurveTable, space, size: int, seed: int = SURROGATE_SEED):
-    """The dense table (a CurveTable) and what it was made of (a dict for the results file)."""
+    """The dense table (a CurveTable), what it was made of (a dict for the results file), and
+    each dense configuration's expected best val_loss: the mean of its k nearest recorded
+    curves without the roughness, what the configuration scores on average."""
     from benchmarks.search_table import sampled_configurations
     max_t = space.asha["max_t"]
     fitted = fit(table, space.params, max_t)
     noise = residuals(table, space.params, fitted["neighbours"], fitted["field_weights"], max_t)
     rng = np.random.default_rng(seed)
-    curves = []
+    curves, expected = [], []
     for config_id, proposal in enumerate(sampled_configurations(space, size, seed=seed)):
         distance = table.distances(proposal, space.params, fitted["field_weights"])
         order = np.argsort(distance, kind="stable")
+        nearest = order[:fitted["neighbours"]]
+        mean = weighted_mean([table.curves[i] for i in nearest], distance[nearest])[0][:max_t]
+        expected.append(float(np.nanmin(mean)) if np.isfinite(mean).any() else math.inf)
         # one neighbour picked with its weight in the mean, its residual added to the mean of the
         # others: at a recorded configuration, its own curve (the mean of the others plus how far
         # it strays from them), and no neighbour's luck counted twice
@@ -152,7 +157,7 @@ def surrogate(table: CurveTable, space, size: int, seed: int = SURROGATE_SEED):
             loss[:len(noise[picked])] += noise[picked][:len(loss)]
         curves.append(Curve(config_id, proposal, tuple(map(float, loss)), tuple(map(float, seconds))))
     finite = [r for r in noise if r is not None]
-    return CurveTable(curves), {
+    return CurveTable(curves), expected, {
         "configurations": size, "recorded_configurations": len(table.curves), "sampler_seed": seed, "power": POWER,
         **fitted, "residuals": len(finite), "residual_sd_last_epoch": float(np.std([r[-1] for r in finite]))}
 

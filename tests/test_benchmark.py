@@ -196,7 +196,7 @@ def test_search_efficiency_counts_epochs_to_the_target_from_replayed_reports():
     # config 0 runs to its end, config 2 is stopped after one epoch, config 1 runs to its end
     events = [(1, 0), (2, 0), (3, 0), (1, 2), (1, 1), (2, 1), (3, 1)]
     points = eff.trajectory(events, table, max_t=3)
-    assert points == [(3, 7.0), (7, 4.0)]  # a stopped trial's good low-budget value never counts
+    assert points == [(3, 7.0, 0), (7, 4.0, 1)]  # a stopped trial's good low-budget value never counts
     assert eff.epochs_to(points, 4.0) == 7 and eff.epochs_to(points, 2.0) == float("inf")
     runs = [{"method": "random", "points": [(6, 4.0)]}, {"method": "random", "points": [(9, 2.0)]},
             {"method": "random", "points": [(8, 3.0)]},
@@ -210,6 +210,25 @@ def test_search_efficiency_counts_epochs_to_the_target_from_replayed_reports():
     assert ours["epochs_to_random_final"]["median"] == 4.0 and ours["ratio_to_random_random_final"] == 4.0 / 9.0
     assert ours["ratio_to_random"] is None  # random search's median never reached the target
     assert eff.best_by(points, 6) == 7.0 and eff.best_by(points, 2) == float("inf")
+
+
+def test_on_a_surrogate_a_search_is_also_judged_by_what_its_configuration_scores_on_average():
+    from benchmarks import search_efficiency as eff
+    from dvae.curves import Curve, CurveTable
+    # configuration 1 scored best once (2.0) but scores 6.0 on average; configuration 0, 3.0 once, 1.0 on average
+    table = CurveTable([Curve(0, {}, (3.0,), (1.0,)), Curve(1, {}, (2.0,), (1.0,)), Curve(2, {}, (9.0,), (1.0,))])
+    expected = [1.0, 6.0, 8.0]
+    runs = [{"method": "random", "points": [(4, 3.0, 0), (9, 2.0, 1)]},   # ends on the lucky run
+            {"method": "asha_tpe", "points": [(2, 9.0, 2), (5, 3.0, 0)]}]  # ends on the good configuration
+    summary = eff.summarise(runs, table, max_t=1, epochs=10, expected=expected)
+    assert summary["expected"] == {"optimum": 1.0, "target": 1.01}
+    random, ours = summary["methods"]["random"], summary["methods"]["asha_tpe"]
+    assert random["expected_final"]["median"] == 6.0 and ours["expected_final"]["median"] == 1.0
+    # random search held the best configuration from epoch 4 to 9, then traded it for a luckier run
+    assert random["epochs_to_expected_target"]["median"] == 4.0 and ours["epochs_to_expected_target"]["median"] == 5.0
+    assert ours["ratio_to_random_expected_target"] == 5.0 / 4.0
+    assert random["epochs_to_target"]["median"] == 9.0  # by the runs' own scores, random search got there
+    assert "| asha_tpe | 1.0 [1.0, 1.0] | 5 [5, 5] | 1.25" in eff.markdown(summary)
 
 
 def test_the_ratio_to_random_search_has_a_bootstrap_interval():
@@ -373,8 +392,12 @@ def test_the_surrogate_learns_which_fields_move_the_curves(tmp_path):
     fitted = search_surrogate.fit(table, space.params, max_t=4)
     assert fitted["field_weights"]["prior"] == 0.0 and fitted["field_weights"]["lr"] > 0
     assert fitted["leave_one_out_median_abs_error"] < fitted["leave_one_out_median_abs_error_unweighted"]
-    dense, made = search_surrogate.surrogate(table, space, size=200)
-    assert made["configurations"] == len(dense.curves) == 200 and made["residuals"] == 40
+    dense, expected, made = search_surrogate.surrogate(table, space, size=200)
+    assert made["configurations"] == len(dense.curves) == len(expected) == 200 and made["residuals"] == 40
+    # the expected value is the neighbours' mean without roughness: nearer the truth than the curve
+    truth = [70.0 + 20.0 * (math.log10(c.params["lr"]) - math.log10(3e-3)) ** 2 for c in dense.curves]
+    assert np.median(np.abs(np.array(expected) - truth)) <= np.median(
+        np.abs(np.array([c.best(4) for c in dense.curves]) - truth))
     # inside the recorded range, the dense curves follow the truth (the gap spans 0 to 45 there;
     # the table has no noise, so what they add is the interpolation's own error)
     errors = [abs(c.val_loss[3] - 70.0 - 20.0 * (math.log10(c.params["lr"]) - math.log10(3e-3)) ** 2)
@@ -458,7 +481,8 @@ def test_search_efficiency_replays_a_surrogate_made_of_the_table(tmp_path, capsy
     assert summary["table"]["configurations"] == 60 and summary["surrogate"]["recorded_configurations"] == 12
     # the target is the recorded table's best; the curves replayed are the surrogate's
     assert summary["table"]["best_val_loss"] == min(c.best(4) for c in table.curves)
-    dense, _ = search_surrogate.surrogate(table, space, 60)  # made again: the same curves
+    dense, expected, _ = search_surrogate.surrogate(table, space, 60)  # made again: the same curves
+    assert summary["expected"]["optimum"] == min(expected) and "expected_final" in summary["methods"]["optuna_hyperband"]
     within = sum(c.best(4) <= summary["table"]["target"] for c in dense.curves)
     assert summary["table"]["curves_within_target"] == within
     assert {c.val_loss for c in dense.curves}.isdisjoint({c.val_loss for c in table.curves})
