@@ -129,8 +129,8 @@ def residuals(table: CurveTable, params, neighbours: int, weights: dict, max_t: 
 
 def surrogate(table: CurveTable, space, size: int, seed: int = SURROGATE_SEED):
     """The dense table (a CurveTable), what it was made of (a dict for the results file), and
-    each dense configuration's expected best val_loss: the mean of its k nearest recorded
-    curves without the roughness, what the configuration scores on average."""
+    each dense configuration's expected best val_loss, what it scores on average: the plain
+    mean of its k nearest recorded curves."""
     from benchmarks.search_table import sampled_configurations
     max_t = space.asha["max_t"]
     fitted = fit(table, space.params, max_t)
@@ -140,8 +140,10 @@ def surrogate(table: CurveTable, space, size: int, seed: int = SURROGATE_SEED):
     for config_id, proposal in enumerate(sampled_configurations(space, size, seed=seed)):
         distance = table.distances(proposal, space.params, fitted["field_weights"])
         order = np.argsort(distance, kind="stable")
+        # the plain mean of the k nearest runs: inverse-distance weights would give back a lucky
+        # run's luck next to it
         nearest = order[:fitted["neighbours"]]
-        mean = weighted_mean([table.curves[i] for i in nearest], distance[nearest])[0][:max_t]
+        mean = weighted_mean([table.curves[i] for i in nearest], np.ones(len(nearest)))[0][:max_t]
         expected.append(float(np.nanmin(mean)) if np.isfinite(mean).any() else math.inf)
         # one neighbour picked with its weight in the mean, its residual added to the mean of the
         # others: at a recorded configuration, its own curve (the mean of the others plus how far
