@@ -478,7 +478,7 @@ def markdown(summary: dict) -> str:
                          f"{number(t['median'])} [{number(t['q1'])}, {number(t['q3'])}] | "
                          f"{ratio(e, 'ratio_to_random_expected_target')} | "
                          f"{e['reached_expected_target']}/{e['repetitions']} |")
-        lines.append(f"\n(expected: the surrogate's mean without roughness; best expected "
+        lines.append(f"\n(expected: the plain mean of the nearest recorded runs; best expected "
                      f"{summary['expected']['optimum']:.2f}, target {summary['expected']['target']:.2f}.)")
     return "\n".join(lines)
 
