@@ -21,7 +21,9 @@ built here from the recorded one, as surrogate benchmarks of hyperparameter opti
   curve is its own, and no neighbour's luck counts twice.
 
 So two nearby proposals get two nearby but different curves, as rough as the recorded ones,
-and the best region of the space is a region, not one curve.
+and the best region of the space is a region, not one curve. What a dense configuration
+scores on average (its expected best val_loss, by which the benchmark also judges the
+configuration a search ends with) is the plain mean of its k nearest recorded curves.
 
 The seed repeats (`benchmarks.search_table --seed N --ids ...`, tables
 <table>_seed<N>.csv beside it) measure something else, which `python -m
@@ -148,7 +150,7 @@ def surrogate(table: CurveTable, space, size: int, seed: int = SURROGATE_SEED):
         # one neighbour picked with its weight in the mean, its residual added to the mean of the
         # others: at a recorded configuration, its own curve (the mean of the others plus how far
         # it strays from them), and no neighbour's luck counted twice
-        rough = [i for i in order[:fitted["neighbours"]] if noise[i] is not None]
+        rough = [i for i in nearest if noise[i] is not None]
         picked = None
         if rough:
             weights = np.maximum(distance[rough], 1e-12) ** -POWER
