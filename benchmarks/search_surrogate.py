@@ -95,10 +95,7 @@ def fit(table: CurveTable, params, max_t: int) -> dict:
     best = np.array([c.best(max_t) for c in table.curves])
 
     def error(weights: dict, k: int) -> float:
-        distance = sum(weights[name] * d for name, d in per_field.items())
-        np.fill_diagonal(distance, np.inf)
-        predicted = [weighted_mean([table.curves[j] for j in row], distance[i, row])[0][:max_t]
-                     for i, row in enumerate(np.argsort(distance, axis=1, kind="stable")[:, :k])]
+        predicted = left_out_predictions(table, sum(weights[name] * d for name, d in per_field.items()), k, max_t)
         return float(np.median(np.abs([np.nanmin(p) if np.isfinite(p).any() else np.inf for p in predicted] - best)))
 
     fits = {}
@@ -115,15 +112,21 @@ def fit(table: CurveTable, params, max_t: int) -> dict:
             "leave_one_out_by_neighbours": {str(k): f["error"] for k, f in fits.items()}}
 
 
+def left_out_predictions(table: CurveTable, distance: np.ndarray, neighbours: int, max_t: int) -> list[np.ndarray]:
+    """Each recorded curve's first `max_t` val_losses as its `neighbours` nearest others
+    predict them (weighted_mean), from the matrix of distances between recorded configurations."""
+    distance = distance.copy()
+    np.fill_diagonal(distance, np.inf)
+    return [weighted_mean([table.curves[j] for j in row], distance[i, row])[0][:max_t]
+            for i, row in enumerate(np.argsort(distance, axis=1, kind="stable")[:, :neighbours])]
+
+
 def residuals(table: CurveTable, params, neighbours: int, weights: dict, max_t: int) -> list[np.ndarray | None]:
     """Each recorded curve's first `max_t` val_losses minus what its `neighbours` nearest
-    others predict (weighted_mean), in the table's order; None where either is not finite."""
+    others predict, in the table's order; None where either is not finite."""
+    distance = np.array([table.distances(c.params, params, weights) for c in table.curves])
     out = []
-    for i, curve in enumerate(table.curves):
-        distance = table.distances(curve.params, params, weights)
-        distance[i] = np.inf
-        nearest = np.argsort(distance, kind="stable")[:neighbours]
-        predicted = weighted_mean([table.curves[j] for j in nearest], distance[nearest])[0][:max_t]
+    for curve, predicted in zip(table.curves, left_out_predictions(table, distance, neighbours, max_t)):
         residual = np.array(curve.val_loss[:len(predicted)]) - predicted
         out.append(residual if np.isfinite(residual).all() else None)
     return out
