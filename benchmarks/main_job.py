@@ -1,6 +1,7 @@
 """The main job as a user runs it, timed, and what its best model scores on the test split.
 
     python -m benchmarks.main_job            # writes benchmarks/results/main_job.json
+    python -m benchmarks.main_job --out benchmarks/results/main_job_other_machine.json
 
 Runs `tune_runner.py --space vrnn_priors` (budget small, without the dashboard) into a fresh
 experiment, times it from the command to its summary (the runner's quick test of the best
@@ -45,7 +46,11 @@ def _plain(value):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--storage", default="experiments", help="folder of experiments (default ./experiments)")
+    p.add_argument("--out", default=str(RESULTS / "main_job.json"),
+                   help="the results file (default benchmarks/results/main_job.json)")
     args = p.parse_args(argv)
+    if Path(args.out).is_dir():
+        p.error(f"--out {args.out} is a folder; name the results file")
     name = f"main-job-{time.strftime('%Y%m%d-%H%M%S')}"
     command = ["tune_runner.py", "--space", "vrnn_priors", "--no-dashboard", "--name", name, "--storage", args.storage]
     started = time.perf_counter()
@@ -76,7 +81,7 @@ def main(argv=None) -> int:
                                                                    "lr_schedule", "z_dim")}},
         "quick_test": scores(quick), "test": scores(whole),
     }
-    write_result(result, RESULTS / "main_job.json")
+    write_result(result, Path(args.out))
     print(f"main job: {wall / 60:.1f} min; best trial {best['trial_id']}: test SI-SDR "
           f"{result['quick_test']['si_sdr']:.2f} dB on {result['quick_test']['units']} utterances, "
           f"{result['test']['si_sdr']:.2f} dB on all {result['test']['units']}")

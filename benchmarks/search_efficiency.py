@@ -64,6 +64,7 @@ SYNE_METHODS = ("syne_asha", "syne_bohb")
 METHODS = (*RAY_METHODS, "optuna_hyperband", *SYNE_METHODS)
 TOLERANCE = 0.01  # "within 1% of the table's best"
 BUDGET_MARKS = (100, 300, 600, 1200)  # epochs consumed at which the summary gives the best found so far
+INFORMED_SHARES = (0.01, 0.025, 0.1)  # of a surrogate: the best configurations an informed search samples
 REPLAYS = {"nearest": "search_efficiency", "distinct": "search_efficiency_distinct",  # replay: results' stem
            "surrogate": "search_efficiency_surrogate"}
 
@@ -417,7 +418,33 @@ def summarise(runs: list[dict], table, max_t: int, epochs: int, best: Optional[f
             entry["ratio_to_random_expected_target"] = _plain(ours / theirs) if ours is not None and theirs else None
             if "random" in needed:
                 entry["ratio_to_random_expected_target_ci95"] = ratio_interval(needed[method], needed["random"])
+        result["informed"] = informed_search(table, expected, target, max_t,
+                                             summary.get("random", {}).get("epochs_to_target", {}).get("median"))
     return result
+
+
+def informed_search(table, expected: list[float], target: float, max_t: int, random_median: Optional[float],
+                    shares=INFORMED_SHARES) -> list[dict]:
+    """What a search told in advance which configurations are best on average would need: for
+    each share of the table, the best configurations by `expected`, trained to the full budget
+    one after another in random order (without repeats); the median epochs until one comes
+    within `target`, and its ratio to random search's median. A bound no method can beat by
+    much, since no search knows the expected values, and every one pays to find the region."""
+    order = np.argsort(expected, kind="stable")
+    bests = np.array([table.curves[i].best(max_t) for i in order])
+    out = []
+    for share in shares:
+        top = max(1, math.ceil(share * len(order)))
+        hits = int((bests[:top] <= target).sum())
+        missed, median = 1.0, None  # missed: the chance that the first n trainings all miss
+        for n in range(1, top + 1):
+            missed *= (top - hits - n + 1) / (top - n + 1)
+            if missed <= 0.5:
+                median = n * max_t
+                break
+        out.append({"share": share, "configurations": top, "within_target": hits, "median_epochs": median,
+                    "ratio_to_random": _plain(median / random_median) if median and random_median else None})
+    return out
 
 
 def target_coverage(table, space, target: float, samples: int = 4000) -> dict:
@@ -480,6 +507,13 @@ def markdown(summary: dict) -> str:
                          f"{e['reached_expected_target']}/{e['repetitions']} |")
         lines.append(f"\n(expected: the plain mean of the nearest recorded runs; best expected "
                      f"{summary['expected']['optimum']:.2f}, target {summary['expected']['target']:.2f}.)")
+    if "informed" in summary:
+        lines += ["", "| an informed search trains, in random order, the best on average of | configurations | "
+                  "their runs within 1% of the table's best | epochs to the target: median | x random |",
+                  "|---|---|---|---|---|"]
+        for row in summary["informed"]:
+            lines.append(f"| {100 * row['share']:g}% | {row['configurations']} | {row['within_target']} | "
+                         f"{number(row['median_epochs'])} | {number(row['ratio_to_random'], 2)} |")
     return "\n".join(lines)
 
 

@@ -231,6 +231,23 @@ def test_on_a_surrogate_a_search_is_also_judged_by_what_its_configuration_scores
     assert "| asha_tpe | 1.0 [1.0, 1.0] | 5 [5, 5] | 1.25" in eff.markdown(summary)
 
 
+def test_an_informed_search_draws_from_the_best_on_average_until_one_run_reaches_the_target():
+    from benchmarks import search_efficiency as eff
+    from dvae.curves import Curve, CurveTable
+    # by expected value the order is 3, 0, 2, 1; only configuration 0's run (1.0) comes within 1.5
+    runs = {0: 1.0, 1: 1.2, 2: 5.0, 3: 4.0}
+    table = CurveTable([Curve(i, {}, (v,), (1.0,)) for i, v in runs.items()])
+    expected = [2.0, 9.0, 3.0, 1.0]
+    one, two, all_ = eff.informed_search(table, expected, target=1.5, max_t=4, random_median=16.0, shares=(0.25, 0.5, 1.0))
+    assert one == {"share": 0.25, "configurations": 1, "within_target": 0, "median_epochs": None, "ratio_to_random": None}
+    # two configurations, one of them a hit: the first training hits with chance 1/2
+    assert two["within_target"] == 1 and two["median_epochs"] == 4 and two["ratio_to_random"] == 0.25
+    # configuration 1's lucky run (1.2) counts too: 2 hits of 4, the first training hits with chance 1/2
+    assert all_["within_target"] == 2 and all_["median_epochs"] == 4
+    assert eff.informed_search(table, expected, target=1.1, max_t=4, random_median=None, shares=(1.0,))[0][
+        "median_epochs"] == 8  # one hit of 4: missed twice with chance 3/4 * 2/3 = 1/2
+
+
 def test_the_ratio_to_random_search_has_a_bootstrap_interval():
     from benchmarks import search_efficiency as eff
     assert eff.ratio_interval([10.0] * 5, [30.0] * 5) == [1 / 3, 1 / 3]  # no spread, no width
@@ -483,6 +500,7 @@ def test_search_efficiency_replays_a_surrogate_made_of_the_table(tmp_path, capsy
     assert summary["table"]["best_val_loss"] == min(c.best(4) for c in table.curves)
     dense, expected, _ = search_surrogate.surrogate(table, space, 60)  # made again: the same curves
     assert summary["expected"]["optimum"] == min(expected) and "expected_final" in summary["methods"]["optuna_hyperband"]
+    assert [row["share"] for row in summary["informed"]] == list(eff.INFORMED_SHARES)
     within = sum(c.best(4) <= summary["table"]["target"] for c in dense.curves)
     assert summary["table"]["curves_within_target"] == within
     assert {c.val_loss for c in dense.curves}.isdisjoint({c.val_loss for c in table.curves})
