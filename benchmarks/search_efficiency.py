@@ -44,6 +44,7 @@ search_efficiency_surrogate for the others.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -62,6 +63,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 RAY_METHODS = ("random", "tpe", "asha_random", "asha_tpe_ray", "asha_tpe", "bohb")
 SYNE_METHODS = ("syne_asha", "syne_bohb")
 METHODS = (*RAY_METHODS, "optuna_hyperband", *SYNE_METHODS)
+# what a variant of the default search (`--variant`) may change: ASHA's rungs and TPE's options
+VARIANT_FIELDS = {"grace_period": int, "reduction_factor": int, "n_startup_trials": int,
+                  "multivariate": bool, "group": bool}
+ASHA_FIELDS = ("grace_period", "reduction_factor")
 TOLERANCE = 0.01  # "within 1% of the table's best"
 BUDGET_MARKS = (100, 300, 600, 1200)  # epochs consumed at which the summary gives the best found so far
 INFORMED_SHARES = (0.01, 0.025, 0.1)  # of a surrogate: the best configurations an informed search samples
@@ -99,6 +104,36 @@ class DistinctLimiter(ConcurrencyLimiter):
         rewritten = {k: v for k, v in suggestion.items() if k not in {p.name for p in self.curves.params}}
         rewritten.update({p.name: curve.params[p.name] for p in self.curves.params if p.name in curve.params})
         return rewritten
+
+
+def variant_method(spec: str) -> str:
+    """The method name of a variant of the default search, `asha_tpe[field=value,...]`, from
+    `field=value,...` (VARIANT_FIELDS); ValueError naming what is wrong."""
+    settings = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        field, _, value = item.partition("=")
+        if field not in VARIANT_FIELDS or not value:
+            raise ValueError(f"--variant {spec}: {item!r} is not field=value with a field of "
+                             f"{', '.join(VARIANT_FIELDS)}")
+        if VARIANT_FIELDS[field] is bool and value not in ("true", "false"):
+            raise ValueError(f"--variant {spec}: {field} is true or false")
+        least = 2 if field == "reduction_factor" else 1
+        if VARIANT_FIELDS[field] is int and not (value.isdigit() and int(value) >= least):
+            raise ValueError(f"--variant {spec}: {field} is a whole number of at least {least}")
+        settings[field] = value
+    if not settings:
+        raise ValueError("--variant: give field=value,... (fields: " + ", ".join(VARIANT_FIELDS) + ")")
+    return "asha_tpe[" + ",".join(f"{k}={v}" for k, v in sorted(settings.items())) + "]"
+
+
+def variant_settings(method: str) -> tuple[dict, dict]:
+    """A variant's ASHA settings and TPE options, from its method name; ({}, {}) for a method."""
+    if not method.startswith("asha_tpe["):
+        return {}, {}
+    items = dict(item.split("=") for item in method[len("asha_tpe["):-1].split(","))
+    typed = {k: (v == "true") if VARIANT_FIELDS[k] is bool else int(v) for k, v in items.items()}
+    return ({k: v for k, v in typed.items() if k in ASHA_FIELDS},
+            {k: v for k, v in typed.items() if k not in ASHA_FIELDS})
 
 
 def trajectory(events: list[tuple[int, int]], table, max_t: int) -> list[tuple[int, float, int]]:
@@ -147,6 +182,10 @@ def ray_run(method: str, space, table_path: Path, rep: int, epochs: int, concurr
 
     from dvae import experiment, search
 
+    asha, tpe = variant_settings(method)
+    if asha:
+        space = dataclasses.replace(space, asha={**space.asha, **asha})
+    method = "asha_tpe" if method.startswith("asha_tpe[") else method
     folder = Path(tempfile.mkdtemp(prefix=f"{method}-{rep}-", dir=os.environ.get("DVAE_BENCH_TMP")))
     shared = search.param_space(space, search.replay_settings(space, str(table_path)))
     if method == "bohb":
@@ -160,7 +199,7 @@ def ray_run(method: str, space, table_path: Path, rep: int, epochs: int, concurr
     else:
         random = method in ("random", "asha_random")
         sampler = optuna.samplers.RandomSampler(seed=rep) if random else \
-            optuna.samplers.TPESampler(seed=rep, constant_liar=True)
+            optuna.samplers.TPESampler(seed=rep, constant_liar=True, **tpe)
         searcher_class = OptunaSearch if method == "asha_tpe_ray" else search.StudySearch
         extra = {} if method == "asha_tpe_ray" else {"max_t": space.asha["max_t"]}
         searcher = searcher_class(search.OptunaSpace(space), metric=search.METRIC, mode=search.MODE, sampler=sampler,
@@ -371,7 +410,9 @@ def summarise(runs: list[dict], table, max_t: int, epochs: int, best: Optional[f
     best mean of all."""
     best = min(c.best(max_t) for c in table.curves) if best is None else best
     target = best + TOLERANCE * abs(best)
-    by_method = {m: [r for r in runs if r["method"] == m] for m in METHODS if any(r["method"] == m for r in runs)}
+    variants = sorted({r["method"] for r in runs} - set(METHODS))
+    by_method = {m: [r for r in runs if r["method"] == m] for m in (*METHODS, *variants)
+                 if any(r["method"] == m for r in runs)}
     finals = {m: [r["points"][-1][1] if r["points"] else math.inf for r in rs] for m, rs in by_method.items()}
     random_final = float(np.median(finals["random"])) if "random" in finals else math.nan
     summary, needed = {}, {}
@@ -570,7 +611,7 @@ def replayed_search(method: str, space, table, table_path: Path, rep: int, epoch
     """One replayed search: its trajectory of best full-budget val_loss against epochs consumed."""
     started = time.perf_counter()
     distinct = DistinctCurves(table, space.params) if replay == "distinct" else None
-    if method in RAY_METHODS:
+    if method in RAY_METHODS or method.startswith("asha_tpe["):
         events = ray_run(method, space, table_path, rep, epochs, concurrent, distinct)
     elif method in SYNE_METHODS:
         events = syne_run(method, space, table, rep, epochs, concurrent, distinct)
@@ -592,6 +633,9 @@ def main(argv=None) -> int:
                    help="replay the table's first N configurations only (default: all it holds)")
     p.add_argument("--methods", help=f"comma-separated, of {', '.join(METHODS)} (default: all; bohb where "
                                       "hpbandster and ConfigSpace are installed)")
+    p.add_argument("--variant", action="append", default=[], metavar="FIELD=VALUE,...",
+                   help="also run a variant of the default search, asha_tpe with other ASHA rungs or TPE options "
+                        f"(fields: {', '.join(VARIANT_FIELDS)}), as a method of its own; repeatable")
     p.add_argument("--repetitions", type=int, default=30)
     p.add_argument("--epochs", type=int, default=1200, help="epochs each search may consume (default 1200)")
     p.add_argument("--concurrent", type=int, default=2, help="trials at once in each search (default 2)")
@@ -617,6 +661,7 @@ def main(argv=None) -> int:
     try:
         if unknown:
             raise ValueError(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+        methods += [variant_method(spec) for spec in args.variant]
         if "bohb" in methods and not bohb_installed():
             if args.methods:
                 raise ValueError("--methods bohb needs `pip install hpbandster ConfigSpace`; leave bohb out "
@@ -633,6 +678,10 @@ def main(argv=None) -> int:
         space = load_space(str(space_path(args.space)), args.budget)
         if not space.asha:
             raise ValueError(f"{args.space} ({args.budget}) has no ASHA settings to compare against")
+        for method in methods:
+            grace = variant_settings(method)[0].get("grace_period", 0)
+            if grace > space.asha["max_t"]:
+                raise ValueError(f"--variant: grace_period {grace} is past the full budget ({space.asha['max_t']} epochs)")
         recorded = Path(args.table or RESULTS / f"search_table_{space.name}_{args.budget}.csv").resolve()
         # the trials read the curves from a file: a copy of the table as it is now, so that one
         # still being recorded (search_table.py --resume) cannot hand them curves this run lacks

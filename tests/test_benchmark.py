@@ -282,6 +282,28 @@ def test_a_replayed_search_counts_its_trials_and_the_recorded_curves_they_replay
     assert run["points"] and run["points"][-1][1] in {7.0, 17.0, 27.0}  # a curve's best at its last epoch
 
 
+def test_a_variant_of_the_default_search_is_named_by_its_settings_and_refused_when_malformed(tmp_path, capsys):
+    from benchmarks import search_efficiency as eff
+    name = eff.variant_method("reduction_factor=4, grace_period=1")
+    assert name == eff.variant_method("grace_period=1,reduction_factor=4") == "asha_tpe[grace_period=1,reduction_factor=4]"
+    assert eff.variant_settings(name) == ({"grace_period": 1, "reduction_factor": 4}, {})
+    assert eff.variant_settings(eff.variant_method("multivariate=true,n_startup_trials=5")) == (
+        {}, {"multivariate": True, "n_startup_trials": 5})
+    assert eff.variant_settings("asha_tpe") == ({}, {})
+    for bad, says in (("max_t=3", "is not field=value"), ("grace_period", "is not field=value"),
+                      ("multivariate=yes", "true or false"), ("grace_period=0", "at least 1"), ("", "give field=value")):
+        with pytest.raises(ValueError, match=says):
+            eff.variant_method(bad)
+    space, table = _three_curve_space(tmp_path)
+    recorded = tmp_path / "table.csv"
+    from dvae.curves import CurveTable
+    CurveTable.write(recorded, table.curves, ["lr"])
+    assert eff.main(["--space", str(tmp_path / "space.yaml"), "--budget", "smoke", "--table", str(recorded),
+                     "--variant", "grace_period=9", "--out", str(tmp_path / "eff")]) == 2
+    assert "grace_period 9 is past the full budget (4 epochs)" in capsys.readouterr().err
+    assert not (tmp_path / "eff").exists()  # refused before any work
+
+
 def test_syne_tunes_asha_replays_the_nearest_curves_and_stops_at_the_epoch_budget(tmp_path):
     pytest.importorskip("syne_tune", reason="Syne Tune is a peer of the search benchmark, not a dependency")
     from benchmarks import search_efficiency as eff

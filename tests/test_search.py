@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import optuna
 import pyarrow.fs
 import pytest
@@ -591,6 +592,32 @@ def test_a_replayed_search_killed_mid_rung_resumes_with_the_same_asha_decisions(
     assert len(final_epochs(experiment)) < 8 or min(final_epochs(experiment).values()) < 9
     run_runner(["--name", "killed", "--resume"], ray_env)
     assert final_epochs(experiment) == expected
+
+
+@pytest.mark.slow
+def test_a_variant_of_the_default_search_replays_with_its_own_asha_rungs(ray_env, tmp_path):
+    from dvae.curves import Curve, CurveTable
+    space = tmp_path / "space.yaml"
+    space.write_text("description: x\nmodels: [vrnn]\nfixed: {epochs: 4}\nsearch:\n  lr: {loguniform: [1.0e-3, 1.0e-2]}\n"
+                     "asha: {max_t: 4, grace_period: 1, reduction_factor: 2}\nnum_samples: 4\n"
+                     "budgets: {smoke: {}, small: {}, full: {}}\n")
+    table = tmp_path / "table.csv"
+    # 12 curves, the lower the learning rate the better, none equal to another at any epoch
+    CurveTable.write(table, [Curve(i, {"variant": "vrnn", "lr": lr}, tuple(10.0 * (i + 1) - e for e in range(4)),
+                                   (1.0,) * 4) for i, lr in enumerate(np.geomspace(1e-3, 1e-2, 12).tolist())], ["lr"])
+    out = tmp_path / "eff"
+    run = subprocess.run([sys.executable, "-m", "benchmarks.search_efficiency", "--space", str(space), "--budget",
+                          "smoke", "--table", str(table), "--methods", "asha_tpe", "--variant", "grace_period=4",
+                          "--repetitions", "1", "--epochs", "24", "--concurrent", "1", "--out", str(out)],
+                         cwd=ROOT, env=ray_env.env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    runs = {r["method"]: r for r in map(json.loads, (out / "search_efficiency_runs.jsonl").read_text().splitlines())}
+    # one trial at a time, 24 epochs of trials of 4: with no rung before the full budget, 6 trials
+    assert runs["asha_tpe[grace_period=4]"]["trials"] == 6
+    # the space's own rungs (epochs 1 and 2) stop some of them, so more start
+    assert runs["asha_tpe"]["trials"] > 6
+    summary = json.loads((out / "search_efficiency.json").read_text())
+    assert set(summary["methods"]) == {"asha_tpe", "asha_tpe[grace_period=4]"}
 
 
 # ---------------------------------------------------------------- a cluster sharing no folder (slow)
