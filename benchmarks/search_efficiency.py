@@ -4,6 +4,7 @@
     python -m benchmarks.search_efficiency --resume              # go on after an interruption
     python -m benchmarks.search_efficiency --repetitions 2 --epochs 60 --table T.csv --out /tmp/eff
     python -m benchmarks.search_efficiency --configs 200 --resume   # the table's first 200 curves only
+    python -m benchmarks.search_efficiency --replay surrogate --methods random --variant grace_period=1 --resume
 
 Replays searches of a space (default vrnn_priors at its small budget, the main job) on a
 table of learning curves from benchmarks/search_table.py: each trial reports the recorded
@@ -19,6 +20,9 @@ until the search has consumed `--epochs` epochs in all. Methods:
   ASHA's stops as PRUNED, ASHA's records kept) - the default search;
 - bohb: Ray's TuneBOHB with HyperBand for BOHB (needs `pip install hpbandster ConfigSpace`);
 - optuna_hyperband: Optuna's own TPE with its Hyperband pruner, one trial at a time (no Ray);
+- asha_tpe[field=value,...] (`--variant field=value,...`): the default search with other
+  ASHA rungs (grace_period, reduction_factor) or TPE options (n_startup_trials,
+  multivariate, group), to choose its settings;
 - syne_asha, syne_bohb: Syne Tune's ASHA and its BOHB (ASHA with a KDE searcher) on Syne
   Tune's simulator backend, the table as its blackbox (`pip install syne-tune`; MOBSTER, the
   issue's other anchor, is no longer in Syne Tune 0.16).
