@@ -169,6 +169,24 @@ def surrogate(table: CurveTable, space, size: int, seed: int = SURROGATE_SEED):
         **fitted, "residuals": len(finite), "residual_sd_last_epoch": float(np.std([r[-1] for r in finite]))}
 
 
+def early_ranks(table: CurveTable, max_t: int, epochs=(2, 6), best: int = 20) -> dict:
+    """How well the best val_loss by an early epoch orders the configurations as the last
+    epoch does (Spearman's rho), over the whole table and over its `best` by the last epoch:
+    what ASHA's rungs see of the order a search is judged by."""
+    finite = [c for c in table.curves if math.isfinite(c.best(max_t))]
+    last = np.array([c.best(max_t) for c in finite])
+    top = np.argsort(last, kind="stable")[:best]
+
+    def rho(a, b) -> float:
+        return float(np.corrcoef(np.argsort(np.argsort(a)), np.argsort(np.argsort(b)))[0, 1])
+
+    out = {}
+    for epoch in epochs:
+        early = np.array([c.best(epoch) for c in finite])
+        out[str(epoch)] = {"all": rho(early, last), f"best_{best}": rho(early[top], last[top])}
+    return out
+
+
 def seed_table_paths(recorded: Path) -> list[Path]:
     """The tables of the same configurations with other seeds, beside the recorded one."""
     return sorted(recorded.parent.glob(f"{recorded.stem}_seed*.csv"))
@@ -213,7 +231,8 @@ def main(argv=None) -> int:
     fitted = fit(table, space.params, max_t)
     noise = [r for r in residuals(table, space.params, fitted["neighbours"], fitted["field_weights"], max_t) if r is not None]
     print(json.dumps({**seed_spread(table, seed_tables, max_t), **fitted,
-                      "residual_sd_last_epoch": float(np.std([r[-1] for r in noise]))}, indent=1))
+                      "residual_sd_last_epoch": float(np.std([r[-1] for r in noise])),
+                      "rank_correlation_with_last_epoch": early_ranks(table, max_t)}, indent=1))
     return 0
 
 

@@ -475,6 +475,19 @@ def test_the_surrogates_noise_is_how_far_each_recorded_curve_strays_from_its_nei
     assert search_surrogate.residuals(diverged, lr, neighbours=2, weights={"lr": 1.0}, max_t=2)[2] is None
 
 
+def test_early_ranks_say_whether_an_early_epoch_orders_the_best_configurations_as_the_last_does():
+    from benchmarks import search_surrogate
+    from dvae.curves import Curve, CurveTable
+    # six configurations: by epoch 1 ordered as at the end overall, but the best three in reverse
+    ends = [1.0, 2.0, 3.0, 10.0, 11.0, 12.0]
+    firsts = [22.0, 21.0, 20.0, 30.0, 31.0, 32.0]
+    table = CurveTable([Curve(i, {}, (first, end), (1.0, 1.0)) for i, (first, end) in enumerate(zip(firsts, ends))])
+    ranks = search_surrogate.early_ranks(table, max_t=2, epochs=(1, 2), best=3)
+    assert ranks["1"]["best_3"] == pytest.approx(-1.0)
+    assert 0.5 < ranks["1"]["all"] < 1.0
+    assert ranks["2"] == {"all": pytest.approx(1.0), "best_3": pytest.approx(1.0)}
+
+
 def test_the_seed_repeats_separate_a_seeds_effect_on_every_configuration_from_noise():
     from benchmarks import search_surrogate
     from dvae.curves import Curve, CurveTable
