@@ -71,6 +71,7 @@ METHODS = (*RAY_METHODS, "optuna_hyperband", *SYNE_METHODS)
 VARIANT_FIELDS = {"grace_period": int, "reduction_factor": int, "n_startup_trials": int,
                   "multivariate": bool, "group": bool}
 ASHA_FIELDS = ("grace_period", "reduction_factor")
+VARIANT_PREFIX = "asha_tpe["  # a variant's method name: asha_tpe[field=value,...]
 TOLERANCE = 0.01  # "within 1% of the table's best"
 BUDGET_MARKS = (100, 300, 600, 1200)  # epochs consumed at which the summary gives the best found so far
 INFORMED_SHARES = (0.01, 0.025, 0.1)  # of a surrogate: the best configurations an informed search samples
@@ -127,14 +128,14 @@ def variant_method(spec: str) -> str:
         settings[field] = value
     if not settings:
         raise ValueError("--variant: give field=value,... (fields: " + ", ".join(VARIANT_FIELDS) + ")")
-    return "asha_tpe[" + ",".join(f"{k}={v}" for k, v in sorted(settings.items())) + "]"
+    return VARIANT_PREFIX + ",".join(f"{k}={v}" for k, v in sorted(settings.items())) + "]"
 
 
 def variant_settings(method: str) -> tuple[dict, dict]:
     """A variant's ASHA settings and TPE options, from its method name; ({}, {}) for a method."""
-    if not method.startswith("asha_tpe["):
+    if not method.startswith(VARIANT_PREFIX):
         return {}, {}
-    items = dict(item.split("=") for item in method[len("asha_tpe["):-1].split(","))
+    items = dict(item.split("=") for item in method[len(VARIANT_PREFIX):-1].split(","))
     typed = {k: (v == "true") if VARIANT_FIELDS[k] is bool else int(v) for k, v in items.items()}
     return ({k: v for k, v in typed.items() if k in ASHA_FIELDS},
             {k: v for k, v in typed.items() if k not in ASHA_FIELDS})
@@ -189,7 +190,7 @@ def ray_run(method: str, space, table_path: Path, rep: int, epochs: int, concurr
     asha, tpe = variant_settings(method)
     if asha:
         space = dataclasses.replace(space, asha={**space.asha, **asha})
-    method = "asha_tpe" if method.startswith("asha_tpe[") else method
+    method = "asha_tpe" if method.startswith(VARIANT_PREFIX) else method
     folder = Path(tempfile.mkdtemp(prefix=f"{method}-{rep}-", dir=os.environ.get("DVAE_BENCH_TMP")))
     shared = search.param_space(space, search.replay_settings(space, str(table_path)))
     if method == "bohb":
@@ -615,7 +616,7 @@ def replayed_search(method: str, space, table, table_path: Path, rep: int, epoch
     """One replayed search: its trajectory of best full-budget val_loss against epochs consumed."""
     started = time.perf_counter()
     distinct = DistinctCurves(table, space.params) if replay == "distinct" else None
-    if method in RAY_METHODS or method.startswith("asha_tpe["):
+    if method in RAY_METHODS or method.startswith(VARIANT_PREFIX):
         events = ray_run(method, space, table_path, rep, epochs, concurrent, distinct)
     elif method in SYNE_METHODS:
         events = syne_run(method, space, table, rep, epochs, concurrent, distinct)
